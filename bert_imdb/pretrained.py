@@ -1,0 +1,47 @@
+"""Loading Hugging Face models and tokenizers from a Hub id or a local folder, with clear errors."""
+
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from bert_imdb.errors import UserError
+
+
+def _looks_like_path(name: str) -> bool:
+    # A Hub id is "name" or "org/name"; anything else is meant as a local folder.
+    return name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
+def check_model_source(name: str) -> None:
+    """Fail early, with a fix, when `name` is meant as a local folder but is not a usable one."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(
+                f"model folder {name} has no config.json: point model_name_or_path at a folder "
+                "written by save_pretrained, or at a Hub id such as bert-base-uncased"
+            )
+    elif path.exists():
+        raise UserError(
+            f"model path {name} is a file, not a folder: point it at the folder that holds config.json"
+        )
+    elif _looks_like_path(name):
+        raise UserError(
+            f"model path {name} does not exist: check the path, or use a Hub id such as bert-base-uncased"
+        )
+
+
+def from_pretrained(auto_class, name: str, **kwargs):
+    """`auto_class.from_pretrained(name, **kwargs)`, with a one-line error when it cannot be loaded."""
+    check_model_source(name)
+    try:
+        return auto_class.from_pretrained(name, **kwargs)
+    except OSError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise UserError(
+            f"cannot load {name!r} ({reason}); offline, point model_name_or_path at a local model folder"
+        ) from err
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    return from_pretrained(AutoTokenizer, name)

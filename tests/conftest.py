@@ -1,0 +1,122 @@
+"""Shared fixtures: a tiny random BERT and tokenizer, and small IMDb-like datasets, all under tmp paths.
+
+Nothing here reaches the Hugging Face Hub, and the datasets cache lives in a temporary folder.
+"""
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="bert_imdb_test_datasets_")
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import pytest
+from datasets import ClassLabel, Dataset, Features, Value
+from transformers import BertConfig, BertModel, BertTokenizerFast
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+POSITIVE = ["great", "wonderful", "excellent", "loved", "superb", "moving"]
+NEGATIVE = ["awful", "terrible", "boring", "hated", "dull", "painful"]
+FILLER = ["the", "movie", "film", "plot", "actor", "scene", "was", "and", "a", "story", "it", "this"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_review(rng: random.Random, label: int) -> str:
+    """A review whose sentiment words give its label away: a tiny model learns it in a few steps."""
+    cue = POSITIVE if label == 1 else NEGATIVE
+    words = [rng.choice(FILLER) for _ in range(rng.randint(4, 30))]
+    for _ in range(2):
+        words.insert(rng.randrange(len(words) + 1), rng.choice(cue))
+    return " ".join(words)
+
+
+def make_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [{"text": make_review(rng, i % 2), "label": i % 2} for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A random 2-layer, hidden-32 BERT encoder and its WordPiece tokenizer, saved with save_pretrained.
+
+    Like all-MiniLM-L6-v2 it is a bare BertModel, so the classification head is new at fine-tuning.
+    """
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    words = SPECIAL + POSITIVE + NEGATIVE + FILLER + list("abcdefghijklmnopqrstuvwxyz")
+    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(words)}, model_max_length=128)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+IMDB_FEATURES = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+
+
+def write_hub_layout(folder: Path, n_train: int = 400, n_test: int = 64) -> Path:
+    """A folder laid out like the Hub repository stanfordnlp/imdb (parquet files under plain_text/)."""
+    (folder / "plain_text").mkdir(parents=True)
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+        data = Dataset.from_list(make_rows(n, seed), features=IMDB_FEATURES)
+        data.to_parquet(str(folder / "plain_text" / f"{split}-00000-of-00001.parquet"))
+    return folder
+
+
+@pytest.fixture
+def hub_dataset(tmp_path) -> str:
+    return str(write_hub_layout(tmp_path / "imdb"))
+
+
+@pytest.fixture
+def acl_imdb(tmp_path) -> str:
+    """The original Stanford layout: aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt."""
+    root = tmp_path / "aclImdb"
+    for split, n, seed in (("train", 60, 0), ("test", 20, 1)):
+        for i, row in enumerate(make_rows(n, seed)):
+            label = "pos" if row["label"] else "neg"
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i}_{8 if row['label'] else 2}.txt").write_text(row["text"], encoding="utf-8")
+    return str(root)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """Run in a fresh folder, so lightning_logs/ and outputs land under tmp_path."""
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.chdir(run)
+    return run
+
+
+def tiny_args(model: str, dataset: str, *extra: str) -> list[str]:
+    """CLI arguments for a fast run of the tiny model on a tiny dataset, on the CPU."""
+    return [
+        f"--model.model_name_or_path={model}",
+        "--model.learning_rate=0.005",
+        f"--data.dataset={dataset}",
+        "--data.max_length=64",
+        "--data.batch_size=8",
+        "--data.eval_batch_size=16",
+        "--data.val_fraction=0.2",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.max_epochs=2",
+        "--trainer.log_every_n_steps=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.logger.init_args.name=tiny",
+        *extra,
+    ]

@@ -1,0 +1,166 @@
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SHARED, tiny_args
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from bert_imdb.cli import cli_main
+
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def scalars(event_file: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(event_file))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_every_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["fit", "--config", str(config), "--print_config"])
+    assert exit_.value.code == 0
+    printed = capsys.readouterr().out
+    assert "model_name_or_path:" in printed
+    assert "dataset:" in printed
+
+
+def test_fit_test_predict_end_to_end(tiny_model, hub_dataset, workdir):
+    fit = cli_main(["fit", *tiny_args(tiny_model, hub_dataset)])
+    run = Path(fit.trainer.log_dir).resolve()
+    assert run == workdir / "lightning_logs" / "tiny" / "version_0"
+    assert (run / "config.yaml").is_file()
+    best = Path(fit.trainer.checkpoint_callback.best_model_path).resolve()
+    assert best.parent == run / "checkpoints"
+    assert re.fullmatch(r"epoch\d-step\d+-val_acc[01]\.\d{4}\.ckpt", best.name)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert fit.trainer.callback_metrics["val/acc"] > 0.9
+
+    # The model config carries the label names, so an exported model says neg/pos.
+    assert fit.model.model.config.id2label == {0: "neg", 1: "pos"}
+
+    test = cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best}"])
+    metrics = test.trainer.callback_metrics
+    assert {"test/acc", "test/f1", "test/loss"} <= set(metrics)
+    assert metrics["test/acc"] > 0.9
+
+    reviews = workdir / "reviews.txt"
+    reviews.write_text(
+        "a wonderful excellent film\n\nawful boring terrible plot\nthe movie\n", encoding="utf-8"
+    )
+    predict_args = [
+        *tiny_args(tiny_model, hub_dataset),
+        f"--ckpt_path={best}",
+        f"--data.predict_file={reviews}",
+    ]
+    predict = cli_main(["predict", *predict_args])
+    output = Path(predict.trainer.log_dir) / "predictions.csv"
+    rows = list(csv.DictReader(output.open()))
+    assert [r["id"] for r in rows] == ["1", "3", "4"]  # one row per non-empty line, in order
+    assert [r["label"] for r in rows[:2]] == ["pos", "neg"]
+    for row in rows:
+        assert 0.5 <= float(row["probability"]) <= 1
+        pos = float(row["pos_probability"])
+        assert float(row["probability"]) == pytest.approx(pos if row["label"] == "pos" else 1 - pos)
+
+    # An existing predictions file is never overwritten without --predictions.overwrite.
+    with pytest.raises(SystemExit, match=r"exists: pass another --predictions\.output_file"):
+        cli_main(["predict", *predict_args, f"--predictions.output_file={output}"])
+    assert len(list(csv.DictReader(output.open()))) == 3
+
+
+def test_tensorboard_gets_the_logged_scalars(tiny_model, hub_dataset, workdir):
+    fit = cli_main(["fit", *tiny_args(tiny_model, hub_dataset)])
+    (event_file,) = Path(fit.trainer.log_dir).glob("events.out.tfevents.*")
+    logged = scalars(event_file)
+    assert {"train/loss", "val/loss", "val/acc", "val/f1", "lr-AdamW/decay", "lr-AdamW/no_decay"} <= set(
+        logged
+    )
+    assert len(logged["val/acc"]) == 2  # once per epoch
+    assert len(logged["train/loss"]) == fit.trainer.global_step  # every step (log_every_n_steps=1)
+
+
+def test_fit_resumes_from_last_checkpoint_in_the_same_run(tiny_model, hub_dataset, workdir):
+    first = cli_main(["fit", *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")])
+    saved_step = first.trainer.global_step
+    run = Path(first.trainer.log_dir).resolve()
+
+    second = cli_main(["fit", *tiny_args(tiny_model, hub_dataset), "--ckpt_path=last"])
+    assert Path(second.trainer.log_dir).resolve() == run
+    assert Path(second.trainer.ckpt_path).resolve() == run / "checkpoints" / "last.ckpt"
+    assert second.trainer.global_step == 2 * saved_step
+    # The second run logged only the steps after the saved one: it did not start over.
+    newest = max(run.glob("events.out.tfevents.*"), key=lambda f: f.stat().st_mtime)
+    assert min(step for step, _ in scalars(newest)["train/loss"]) >= saved_step
+    # Both configs are kept: the rerun neither died on nor overwrote config.yaml.
+    assert (run / "config.yaml").is_file() and (run / "config-1.yaml").is_file()
+    assert "max_epochs: 1" in (run / "config.yaml").read_text()
+
+
+def test_a_fresh_fit_starts_a_new_run_and_keeps_the_old_one(tiny_model, hub_dataset, workdir):
+    args = tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")
+    first = cli_main(["fit", *args])
+    last = Path(first.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    stamp = last.stat().st_mtime_ns
+    second = cli_main(["fit", *args])
+    assert Path(second.trainer.log_dir).name == "version_1"
+    assert last.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("--data.dataset=./no/such/folder", "dataset path ./no/such/folder does not exist"),
+        ("--data.dataset={empty}", "cannot load dataset"),
+        ("--model.model_name_or_path=./no/such/model", "model path ./no/such/model does not exist"),
+        ("--model.model_name_or_path={empty}", "has no config.json"),
+        ("--data.max_train_samples=0", "train split is empty after data.max_train_samples=0"),
+    ],
+)
+def test_bad_input_ends_in_one_line(tiny_model, hub_dataset, workdir, override, message):
+    empty = workdir / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["fit", *tiny_args(tiny_model, hub_dataset), override.format(empty=empty)])
+    text = str(exit_.value.code)
+    assert text.startswith("error: ") and message in text and "\n" not in text
+
+
+def test_command_line_prints_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "bert_imdb", "fit", "--model.model_name_or_path=./missing-model"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("error: model path ./missing-model does not exist")
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "models" / "all-MiniLM-L6-v2").is_dir(), reason="needs ../shared/models")
+def test_real_minilm_learns_imdb_sentiment(workdir):
+    args = [
+        f"--model.model_name_or_path={SHARED / 'models' / 'all-MiniLM-L6-v2'}",
+        "--model.learning_rate=1e-4",
+        f"--data.dataset={SHARED / 'imdb'}",
+        "--data.max_length=128",
+        "--data.batch_size=16",
+        "--data.max_train_samples=960",
+        "--data.max_val_samples=64",
+        "--data.max_test_samples=200",
+        "--trainer.max_epochs=1",
+        "--trainer.precision=bf16-mixed",
+        "--trainer.enable_progress_bar=false",
+    ]
+    fit = cli_main(["fit", *args])
+    test = cli_main(["test", *args, f"--ckpt_path={fit.trainer.checkpoint_callback.best_model_path}"])
+    assert test.trainer.callback_metrics["test/acc"] > 0.7
