@@ -1,7 +1,9 @@
 """The command line: `python -m bert_imdb {fit,validate,test,predict}`, a LightningCLI."""
 
+import sys
 from pathlib import Path
 
+from jsonargparse import auto_cli
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -9,7 +11,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
+from bert_imdb.export import check_checkpoint_file, export
 from bert_imdb.predictions import PredictionWriter
+
+DESCRIPTION = (
+    "Fine-tune BERT on IMDb reviews. Subcommands: fit, validate, test, predict (Lightning's), and export "
+    "(a checkpoint to a Hugging Face model folder: python -m bert_imdb export --help)."
+)
 
 
 class SaveConfigBesideExisting(SaveConfigCallback):
@@ -47,6 +55,14 @@ class BertImdbCLI(LightningCLI):
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(PredictionWriter, "predictions")
 
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # Before LightningCLI reads the checkpoint's hyperparameters, which fails with a traceback.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and ckpt_path not in ("last", "best", "hpc") and not ckpt_path.startswith("registry"):
+            check_checkpoint_file(ckpt_path)
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
         if self.subcommand == "fit" and config.ckpt_path == "last" and config.checkpoint.dirpath is None:
@@ -66,9 +82,16 @@ class BertImdbCLI(LightningCLI):
             logger.init_args.version = last[-1].parent.parent.name
 
 
-def cli_main(args: ArgsType = None) -> BertImdbCLI:
-    """Run the CLI; bad input ends with a one-line message (exit status 1) instead of a traceback."""
+def cli_main(args: ArgsType = None) -> BertImdbCLI | None:
+    """Run the CLI; bad input ends with a one-line message (exit status 1) instead of a traceback.
+
+    `export` is no Trainer method, so it gets its own small parser beside LightningCLI's subcommands.
+    """
+    argv = sys.argv[1:] if args is None else args
     try:
+        if argv[:1] == ["export"]:
+            auto_cli(export, args=argv[1:])
+            return None
         return BertImdbCLI(
             SentimentClassifier,
             IMDbDataModule,
@@ -84,6 +107,7 @@ def cli_main(args: ArgsType = None) -> BertImdbCLI:
                     },
                 }
             },
+            parser_kwargs={"description": DESCRIPTION},
             auto_configure_optimizers=False,  # SentimentClassifier.configure_optimizers owns them
             args=args,
         )

@@ -35,7 +35,10 @@ class PredictionWriter(BasePredictionWriter):
                 f"{self.path} exists: pass another --predictions.output_file, or --predictions.overwrite true"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w", encoding="utf-8", newline="")
+        # Rows go to a .partial file that becomes the output only once complete: a crashed or killed run
+        # never leaves a truncated file that looks finished.
+        self._partial = self.path.with_name(self.path.name + ".partial")
+        self._file = self._partial.open("w", encoding="utf-8", newline="")
         self._csv = csv.DictWriter(self._file, COLUMNS) if self.path.suffix == ".csv" else None
         if self._csv:
             self._csv.writeheader()
@@ -54,4 +57,5 @@ class PredictionWriter(BasePredictionWriter):
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._file.close()
+        self._partial.replace(self.path)
         rank_zero_info(f"Wrote {self.rows} predictions to {self.path}")

@@ -1,4 +1,5 @@
 import csv
+import json
 import re
 import subprocess
 import sys
@@ -71,6 +72,15 @@ def test_fit_test_predict_end_to_end(tiny_model, hub_dataset, workdir):
     with pytest.raises(SystemExit, match=r"exists: pass another --predictions\.output_file"):
         cli_main(["predict", *predict_args, f"--predictions.output_file={output}"])
     assert len(list(csv.DictReader(output.open()))) == 3
+
+    jsonl = workdir / "predictions.jsonl"
+    cli_main(["predict", *predict_args, f"--predictions.output_file={jsonl}"])
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert records == [
+        {**r, "probability": float(r["probability"]), "pos_probability": float(r["pos_probability"])}
+        for r in rows
+    ]
+    assert not list(workdir.glob("*.partial"))
 
 
 def test_tensorboard_gets_the_logged_scalars(tiny_model, hub_dataset, workdir):

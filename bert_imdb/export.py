@@ -1,0 +1,71 @@
+"""`python -m bert_imdb export`: a Lightning checkpoint to a Hugging Face model folder."""
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+from bert_imdb.classifier import SentimentClassifier
+from bert_imdb.errors import UserError
+from bert_imdb.pretrained import load_tokenizer
+
+UNREADABLE = "cannot be read (truncated, or not a checkpoint): pass a complete .ckpt written by fit"
+
+
+def check_checkpoint_file(ckpt_path: str) -> None:
+    """Fail early on a checkpoint path that is missing, truncated or not a checkpoint at all.
+
+    torch.save writes a zip archive whose index sits at its end, so a cut-off file is no zip: a cheap test.
+    """
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"checkpoint {ckpt_path} does not exist: pass a .ckpt from lightning_logs/.../checkpoints"
+        )
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"checkpoint {ckpt_path} {UNREADABLE}")
+
+
+def load_checkpoint(ckpt_path: str) -> dict:
+    """A Lightning checkpoint's contents, loaded with `weights_only` (no arbitrary code runs)."""
+    check_checkpoint_file(ckpt_path)
+    try:
+        checkpoint = torch.load(Path(ckpt_path).expanduser(), map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise UserError(f"checkpoint {ckpt_path} {UNREADABLE}") from err
+    if not isinstance(checkpoint, dict) or not {"state_dict", "hyper_parameters"} <= checkpoint.keys():
+        raise UserError(
+            f"{ckpt_path} is not a bert_imdb checkpoint (no state_dict/hyper_parameters): pass one written by fit"
+        )
+    return checkpoint
+
+
+@rank_zero_only
+def export(*, ckpt_path: str, output_dir: str, overwrite: bool = False) -> None:
+    """Write a classifier checkpoint as a Hugging Face model folder: safetensors weights, config with
+    id2label {0: neg, 1: pos}, and the tokenizer, whose model_max_length is the run's data.max_length so that
+    `pipeline("text-classification", model=output_dir)` truncates reviews as `predict` does.
+
+    Args:
+        ckpt_path: A checkpoint written by `python -m bert_imdb fit`.
+        output_dir: The folder to write; it must be new or empty unless overwrite is set.
+        overwrite: Write into a folder that already has files, replacing the model files in it.
+    """
+    out = Path(output_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise UserError(
+            f"{output_dir} exists and is not empty: pass another --output_dir, or --overwrite true"
+        )
+    checkpoint = load_checkpoint(ckpt_path)
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    module = SentimentClassifier(**hparams)
+    module.load_state_dict(checkpoint["state_dict"])
+    tokenizer = load_tokenizer(hparams["model_name_or_path"])
+    max_length = checkpoint.get("datamodule_hyper_parameters", {}).get("max_length")
+    if max_length is not None:
+        tokenizer.model_max_length = max_length
+    module.model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    rank_zero_info(f"Exported {ckpt_path} to {out}")

@@ -1,0 +1,75 @@
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_args
+from transformers import AutoModelForSequenceClassification, pipeline
+
+from bert_imdb.cli import cli_main
+
+
+@pytest.fixture
+def best_checkpoint(tiny_model, hub_dataset, workdir) -> Path:
+    fit = cli_main(["fit", *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")])
+    return Path(fit.trainer.checkpoint_callback.best_model_path).resolve()
+
+
+def test_export_matches_predict_through_a_pipeline(tiny_model, hub_dataset, workdir, best_checkpoint):
+    out = workdir / "exported"
+    assert cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={out}"]) is None
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+
+    reviews = [
+        "a wonderful excellent film",
+        "awful boring terrible plot",
+        "the movie was a story",
+        # Longer than data.max_length=64 tokens: both sides must truncate it the same way.
+        " ".join(["the film was dull and painful"] * 30 + ["great wonderful superb"] * 10),
+    ]
+    (workdir / "reviews.txt").write_text("\n".join(reviews) + "\n", encoding="utf-8")
+    predict = cli_main(
+        [
+            "predict",
+            *tiny_args(tiny_model, hub_dataset),
+            f"--ckpt_path={best_checkpoint}",
+            f"--data.predict_file={workdir / 'reviews.txt'}",
+        ]
+    )
+    predicted = list(csv.DictReader((Path(predict.trainer.log_dir) / "predictions.csv").open()))
+
+    classify = pipeline("text-classification", model=str(out), device=torch.device("cpu"))
+    piped = classify(reviews, truncation=True)
+    assert [p["label"] for p in piped] == [row["label"] for row in predicted]
+    for p, row in zip(piped, predicted, strict=True):
+        assert p["score"] == pytest.approx(float(row["probability"]), abs=1e-4)
+
+
+def test_export_never_writes_into_a_folder_with_files(workdir, best_checkpoint):
+    out = workdir / "taken"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(SystemExit, match=r"not empty: pass another --output_dir, or --overwrite true"):
+        cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={out}"])
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "text", "missing"])
+def test_bad_checkpoints_end_in_one_line(tiny_model, hub_dataset, workdir, best_checkpoint, damage):
+    bad = workdir / "bad.ckpt"
+    if damage == "truncate":
+        bad.write_bytes(best_checkpoint.read_bytes()[:5000])
+    elif damage == "text":
+        bad.write_text("not a checkpoint")
+    message = (
+        "does not exist" if damage == "missing" else r"cannot be read \(truncated, or not a checkpoint\)"
+    )
+    for command in (
+        ["export", f"--ckpt_path={bad}", f"--output_dir={workdir / 'out'}"],
+        ["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={bad}"],
+    ):
+        with pytest.raises(SystemExit, match=message) as exit_:
+            cli_main(command)
+        assert "\n" not in str(exit_.value.code)
