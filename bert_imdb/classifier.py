@@ -2,15 +2,24 @@
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAccuracy, BinaryF1Score
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryConfusionMatrix,
+    BinaryF1Score,
+    BinaryPrecisionRecallCurve,
+)
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import get_parameter_names
 
 from bert_imdb.data import LABEL_NAMES
 from bert_imdb.errors import UserError
 from bert_imdb.pretrained import from_pretrained
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+CONFIDENTLY_WRONG_SHOWN = 10
 
 
 class SentimentClassifier(L.LightningModule):
@@ -44,29 +53,92 @@ class SentimentClassifier(L.LightningModule):
         )
         # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
         self.model.train()
-        metrics = MetricCollection({"acc": BinaryAccuracy(), "f1": BinaryF1Score()})
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        scores = MetricCollection({"acc": BinaryAccuracy(), "f1": BinaryF1Score()})
+        plots = MetricCollection(
+            {
+                "confusion_matrix": BinaryConfusionMatrix(),
+                "pr_curve": BinaryPrecisionRecallCurve(thresholds=200),
+            }
+        )
+        self.scores = nn.ModuleDict({split: scores.clone(prefix=f"{split}/") for split in ("val", "test")})
+        self.plots = nn.ModuleDict({split: plots.clone() for split in ("val", "test")})
+        self.wrong: dict[str, list[tuple[float, int, str]]] = {"val": [], "test": []}
 
     def forward(self, batch: dict) -> torch.Tensor:
-        return self.model(**batch).logits
+        return self.model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS}).logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.model(**batch).loss
+        mask = batch["attention_mask"]
         self.log("train/loss", loss, prog_bar=True)
+        self.log("train/padding_fraction", 1 - mask.sum() / mask.numel())
         return loss
 
-    def _evaluate(self, batch: dict, metrics: MetricCollection, prefix: str) -> None:
-        output = self.model(**batch)
-        metrics.update(output.logits.argmax(-1), batch["labels"])
-        self.log(f"{prefix}/loss", output.loss, sync_dist=True, batch_size=len(batch["labels"]))
-        self.log_dict(metrics)
+    def _evaluate(self, batch: dict, split: str) -> None:
+        output = self.model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS})
+        pos, labels = output.logits.float().softmax(-1)[:, 1], batch["labels"]
+        self.scores[split].update(pos, labels)
+        self.plots[split].update(pos, labels)
+        self.log(f"{split}/loss", output.loss, sync_dist=True, batch_size=len(labels))
+        self.log_dict(self.scores[split])
+        confidence = torch.where(pos >= 0.5, pos, 1 - pos)
+        for i in torch.nonzero((pos >= 0.5).long() != labels).flatten().tolist():
+            self.wrong[split].append((confidence[i].item(), int(labels[i]), batch["text"][i]))
+        self.wrong[split] = sorted(self.wrong[split], reverse=True)[:CONFIDENTLY_WRONG_SHOWN]
+
+    def _log_figures_and_errors(self, split: str) -> None:
+        """Confusion matrix, precision-recall curve and the most confidently wrong reviews, to TensorBoard."""
+        figures = {name: metric.plot()[0] for name, metric in self.plots[split].items()}  # syncs all ranks
+        if self.trainer.sanity_checking or not isinstance(self.logger, TensorBoardLogger):
+            return
+        for name, figure in figures.items():
+            self.logger.experiment.add_figure(f"{split}/{name}", figure, self.global_step)
+        rows = [
+            f"| {conf:.3f} | {LABEL_NAMES[label]} | {text[:600].replace('|', '/').replace(chr(10), ' ')} |"
+            for conf, label, text in self.wrong[split]
+        ]
+        table = "| confidence in the wrong label | true label | review |\n|---|---|---|\n" + "\n".join(rows)
+        self.logger.experiment.add_text(f"{split}/confidently_wrong", table, self.global_step)
+
+    def _log_hparams_with(self, metrics: dict) -> None:
+        """Fill TensorBoard's HPARAMS tab: the run's hyperparameters next to its final metrics."""
+        if isinstance(self.logger, TensorBoardLogger):
+            data = self.trainer.datamodule.hparams if self.trainer.datamodule is not None else {}
+            self.logger.log_hyperparams({**self.hparams, **data}, metrics)
+
+    def _start_epoch(self, split: str) -> None:
+        # Reset here, not at the end of the last epoch: a reset under `validate`'s inference mode would leave
+        # inference tensors that the next update, under `fit`'s no_grad validation, may not modify.
+        self.plots[split].reset()
+        self.wrong[split] = []
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_epoch("val")
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val")
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_figures_and_errors("val")
+
+    def on_fit_end(self) -> None:
+        self._log_hparams_with(
+            {"hp/val_acc": float(self.trainer.callback_metrics.get("val/acc", float("nan")))}
+        )
+
+    def on_test_epoch_start(self) -> None:
+        self._start_epoch("test")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test")
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_figures_and_errors("test")
+
+    def on_test_end(self) -> None:
+        self._log_hparams_with(
+            {"hp/test_acc": float(self.trainer.callback_metrics.get("test/acc", float("nan")))}
+        )
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         ids = batch.pop("id")

@@ -13,6 +13,7 @@ from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
 from bert_imdb.export import check_checkpoint_file, export
 from bert_imdb.predictions import PredictionWriter
+from bert_imdb.throughput import TokenThroughputMonitor
 
 DESCRIPTION = (
     "Fine-tune BERT on IMDb reviews. Subcommands: fit, validate, test, predict (Lightning's), and export "
@@ -53,6 +54,7 @@ class BertImdbCLI(LightningCLI):
         )
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        parser.add_lightning_class_args(TokenThroughputMonitor, "throughput")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
 
     def parse_arguments(self, parser, args) -> None:

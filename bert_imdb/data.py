@@ -170,15 +170,16 @@ class PredictDataset:
         return {"id": row["id"], **tokenize({"text": row["text"]}, self.tokenizer, self.max_length)}
 
 
-class CollateWithIds:
-    """DataCollatorWithPadding for batches that also carry string ids, which it cannot turn into tensors."""
+class CollateWithStrings:
+    """DataCollatorWithPadding for batches that also carry ids or review texts, which it cannot turn into
+    tensors: they pass through as lists."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase):
         self.pad = DataCollatorWithPadding(tokenizer)
 
     def __call__(self, features: list[dict]) -> dict:
-        ids = [feature.pop("id") for feature in features]
-        return {**self.pad(features), "id": ids}
+        strings = {key: [f.pop(key) for f in features] for key in ("id", "text") if key in features[0]}
+        return {**self.pad(features), **strings}
 
 
 class IMDbDataModule(L.LightningDataModule):
@@ -222,7 +223,7 @@ class IMDbDataModule(L.LightningDataModule):
             )
         self.save_hyperparameters()
         self.tokenizer = load_tokenizer(tokenizer_name_or_path)
-        self.collate = DataCollatorWithPadding(self.tokenizer)
+        self.collate = CollateWithStrings(self.tokenizer)
         self.datasets: dict[str, Dataset] = {}
 
     def _tokenized_splits(self, names: list[str]) -> dict[str, Dataset]:
@@ -244,7 +245,8 @@ class IMDbDataModule(L.LightningDataModule):
                 tokenize,
                 batched=True,
                 fn_kwargs={"tokenizer": self.tokenizer, "max_length": hp.max_length},
-                remove_columns=["text"],
+                # Evaluation keeps the text, to show the most confidently wrong reviews in TensorBoard.
+                remove_columns=["text"] if name == "train" else [],
                 desc=f"Tokenizing {name}",
             )
             .rename_column("label", "labels")
@@ -268,12 +270,12 @@ class IMDbDataModule(L.LightningDataModule):
             splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}[stage]
             self.datasets.update(self._tokenized_splits(splits))
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool = False, collate_fn=None) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> DataLoader:
         return DataLoader(
             self.datasets[split],
             batch_size=batch_size,
             shuffle=shuffle,
-            collate_fn=collate_fn or self.collate,
+            collate_fn=self.collate,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )
@@ -288,6 +290,4 @@ class IMDbDataModule(L.LightningDataModule):
         return self._loader("test", self.hparams.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(
-            "predict", self.hparams.eval_batch_size, collate_fn=CollateWithIds(self.tokenizer)
-        )
+        return self._loader("predict", self.hparams.eval_batch_size)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SHARED, tiny_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from bert_imdb.cli import cli_main
 
@@ -83,15 +84,38 @@ def test_fit_test_predict_end_to_end(tiny_model, hub_dataset, workdir):
     assert not list(workdir.glob("*.partial"))
 
 
-def test_tensorboard_gets_the_logged_scalars(tiny_model, hub_dataset, workdir):
-    fit = cli_main(["fit", *tiny_args(tiny_model, hub_dataset)])
+def test_tensorboard_gets_scalars_figures_hparams_and_wrong_reviews(tiny_model, hub_dataset, workdir):
+    fit = cli_main(["fit", *tiny_args(tiny_model, hub_dataset, "--throughput.window_size=5")])
     (event_file,) = Path(fit.trainer.log_dir).glob("events.out.tfevents.*")
     logged = scalars(event_file)
-    assert {"train/loss", "val/loss", "val/acc", "val/f1", "lr-AdamW/decay", "lr-AdamW/no_decay"} <= set(
-        logged
-    )
+    expected = {"train/loss", "train/padding_fraction", "train/device/items_per_sec", "val/loss", "val/acc"}
+    assert expected | {"val/f1", "lr-AdamW/decay", "lr-AdamW/no_decay", "hp/val_acc"} <= set(logged)
     assert len(logged["val/acc"]) == 2  # once per epoch
     assert len(logged["train/loss"]) == fit.trainer.global_step  # every step (log_every_n_steps=1)
+    assert all(0 < fraction < 1 for _, fraction in logged["train/padding_fraction"])
+    assert logged["hp/val_acc"][-1][1] == pytest.approx(logged["val/acc"][-1][1])
+
+    events = EventAccumulator(str(event_file), size_guidance={"tensors": 0, "images": 0})
+    events.Reload()
+    assert {"val/confusion_matrix", "val/pr_curve"} <= set(events.Tags()["images"])
+    assert len(events.Images("val/confusion_matrix")) == 2  # per epoch, none for the sanity check
+    session = HParamsPluginData.FromString(
+        events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    ).session_start_info
+    assert {"model_name_or_path", "learning_rate", "max_length", "batch_size"} <= set(session.hparams)
+    experiment = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/experiment"])
+    assert [m.name.tag for m in experiment.experiment.metric_infos] == ["hp/val_acc"]
+    (table,) = events.Tensors("val/confidently_wrong/text_summary")[-1].tensor_proto.string_val
+    assert table.decode().startswith("| confidence in the wrong label | true label | review |")
+
+    best = fit.trainer.checkpoint_callback.best_model_path
+    test = cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best}"])
+    (test_events,) = Path(test.trainer.log_dir).glob("events.out.tfevents.*")
+    tested = scalars(test_events)
+    assert tested["hp/test_acc"][-1][1] == pytest.approx(tested["test/acc"][-1][1])
+    test_images = EventAccumulator(str(test_events), size_guidance={"images": 0})
+    test_images.Reload()
+    assert {"test/confusion_matrix", "test/pr_curve"} <= set(test_images.Tags()["images"])
 
 
 def test_fit_resumes_from_last_checkpoint_in_the_same_run(tiny_model, hub_dataset, workdir):
