@@ -23,9 +23,11 @@ def tiny_data(tiny_model, hub_dataset) -> IMDbDataModule:
     return IMDbDataModule(hub_dataset, tiny_model, max_length=64, batch_size=8, val_fraction=0.2)
 
 
-def test_loss_falls_on_a_learnable_toy_set(tiny_model, tiny_data, tmp_path):
-    model = SentimentClassifier(tiny_model, learning_rate=5e-3)
-    run = trainer(tmp_path, max_epochs=2)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_loss_falls_on_a_learnable_toy_set(tiny_model, tiny_data, tmp_path, seed):
+    L.seed_everything(seed)
+    model = SentimentClassifier(tiny_model, learning_rate=2e-3)
+    run = trainer(tmp_path, max_epochs=4)
     before = run.validate(model, tiny_data, verbose=False)[0]
     run.fit(model, tiny_data)
     after = run.validate(model, tiny_data, verbose=False)[0]
