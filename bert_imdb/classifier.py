@@ -64,8 +64,12 @@ class SentimentClassifier(L.LightningModule):
         self.plots = nn.ModuleDict({split: plots.clone() for split in ("val", "test")})
         self.wrong: dict[str, list[tuple[float, int, str]]] = {"val": [], "test": []}
 
+    def _run(self, batch: dict):
+        """The Hugging Face model on a batch, without the ids and texts that ride along with it."""
+        return self.model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS})
+
     def forward(self, batch: dict) -> torch.Tensor:
-        return self.model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS}).logits
+        return self._run(batch).logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.model(**batch).loss
@@ -75,15 +79,16 @@ class SentimentClassifier(L.LightningModule):
         return loss
 
     def _evaluate(self, batch: dict, split: str) -> None:
-        output = self.model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS})
+        output = self._run(batch)
         pos, labels = output.logits.float().softmax(-1)[:, 1], batch["labels"]
         self.scores[split].update(pos, labels)
         self.plots[split].update(pos, labels)
         self.log(f"{split}/loss", output.loss, sync_dist=True, batch_size=len(labels))
         self.log_dict(self.scores[split])
-        confidence = torch.where(pos >= 0.5, pos, 1 - pos)
-        for i in torch.nonzero((pos >= 0.5).long() != labels).flatten().tolist():
-            self.wrong[split].append((confidence[i].item(), int(labels[i]), batch["text"][i]))
+        predicted = (pos >= 0.5).long()
+        confidence = torch.where(predicted == 1, pos, 1 - pos).tolist()  # one device-to-host copy per batch
+        for i in torch.nonzero(predicted != labels).flatten().tolist():
+            self.wrong[split].append((confidence[i], int(labels[i]), batch["text"][i]))
         self.wrong[split] = sorted(self.wrong[split], reverse=True)[:CONFIDENTLY_WRONG_SHOWN]
 
     def _log_figures_and_errors(self, split: str) -> None:
@@ -100,11 +105,12 @@ class SentimentClassifier(L.LightningModule):
         table = "| confidence in the wrong label | true label | review |\n|---|---|---|\n" + "\n".join(rows)
         self.logger.experiment.add_text(f"{split}/confidently_wrong", table, self.global_step)
 
-    def _log_hparams_with(self, metrics: dict) -> None:
-        """Fill TensorBoard's HPARAMS tab: the run's hyperparameters next to its final metrics."""
+    def _log_hparams_with_final_acc(self, split: str) -> None:
+        """Fill TensorBoard's HPARAMS tab: the run's hyperparameters next to its final `hp/<split>_acc`."""
         if isinstance(self.logger, TensorBoardLogger):
             data = self.trainer.datamodule.hparams if self.trainer.datamodule is not None else {}
-            self.logger.log_hyperparams({**self.hparams, **data}, metrics)
+            acc = float(self.trainer.callback_metrics.get(f"{split}/acc", float("nan")))
+            self.logger.log_hyperparams({**self.hparams, **data}, {f"hp/{split}_acc": acc})
 
     def _start_epoch(self, split: str) -> None:
         # Reset here, not at the end of the last epoch: a reset under `validate`'s inference mode would leave
@@ -122,9 +128,7 @@ class SentimentClassifier(L.LightningModule):
         self._log_figures_and_errors("val")
 
     def on_fit_end(self) -> None:
-        self._log_hparams_with(
-            {"hp/val_acc": float(self.trainer.callback_metrics.get("val/acc", float("nan")))}
-        )
+        self._log_hparams_with_final_acc("val")
 
     def on_test_epoch_start(self) -> None:
         self._start_epoch("test")
@@ -136,9 +140,7 @@ class SentimentClassifier(L.LightningModule):
         self._log_figures_and_errors("test")
 
     def on_test_end(self) -> None:
-        self._log_hparams_with(
-            {"hp/test_acc": float(self.trainer.callback_metrics.get("test/acc", float("nan")))}
-        )
+        self._log_hparams_with_final_acc("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         ids = batch.pop("id")
