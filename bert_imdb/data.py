@@ -5,13 +5,13 @@ import json
 from pathlib import Path
 
 import lightning as L
-from datasets import ClassLabel, Dataset, DatasetDict, Value, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Value, concatenate_datasets, load_dataset
 from datasets.exceptions import DatasetNotFoundError
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from bert_imdb.errors import UserError
-from bert_imdb.pretrained import load_tokenizer
+from bert_imdb.pretrained import check_max_length, load_tokenizer
 
 LABEL_NAMES = ["neg", "pos"]
 PREDICT_SUFFIXES = (".txt", ".csv", ".jsonl")
@@ -23,9 +23,15 @@ def tokenize(batch: dict, tokenizer: PreTrainedTokenizerBase, max_length: int) -
     return tokenizer(batch["text"], truncation=True, max_length=max_length)
 
 
+ACL_IMDB_LABELS = {"neg": 0, "pos": 1, "unsup": -1}  # -1: unlabelled, as in stanfordnlp/imdb
+
+
 def _read_acl_imdb(files: list[str]):
     for file in files:
-        yield {"text": Path(file).read_text(encoding="utf-8"), "label": Path(file).parent.name}
+        yield {
+            "text": Path(file).read_text(encoding="utf-8"),
+            "label": ACL_IMDB_LABELS[Path(file).parent.name],
+        }
 
 
 def _acl_imdb_root(path: Path) -> Path | None:
@@ -39,18 +45,21 @@ def _acl_imdb_root(path: Path) -> Path | None:
 def _load_acl_imdb(root: Path) -> DatasetDict:
     # The Stanford layout has one file per review, which no `datasets` builder reads with its label, so a
     # generator does. The file list is part of the fingerprint: adding or removing reviews rebuilds the cache.
+    folders = {
+        "train": ("train", ["neg", "pos"]),
+        "test": ("test", ["neg", "pos"]),
+        "unsupervised": ("train", ["unsup"]),
+    }
     splits = {}
-    for split in ("train", "test"):
-        files = sorted(str(f) for label in LABEL_NAMES for f in (root / split / label).glob("*.txt"))
+    for split, (folder, labels) in folders.items():
+        files = sorted(str(f) for label in labels for f in (root / folder / label).glob("*.txt"))
         if files:
-            splits[split] = Dataset.from_generator(
-                _read_acl_imdb, gen_kwargs={"files": files}, split=split
-            ).cast_column("label", ClassLabel(names=LABEL_NAMES))
+            splits[split] = Dataset.from_generator(_read_acl_imdb, gen_kwargs={"files": files}, split=split)
     return DatasetDict(splits)
 
 
-def load_imdb(dataset: str) -> DatasetDict:
-    """Train and test splits of IMDb from a Hub id, a local Hub-layout folder or an extracted aclImdb/."""
+def _load_splits(dataset: str, needed: tuple[str, ...]) -> DatasetDict:
+    """The splits of IMDb from a Hub id, a local Hub-layout folder or an extracted aclImdb/."""
     path = Path(dataset).expanduser()
     acl_root = _acl_imdb_root(path) if path.is_dir() else None
     if acl_root is not None:
@@ -66,13 +75,31 @@ def load_imdb(dataset: str) -> DatasetDict:
                 f"cannot load dataset {dataset!r} ({reason}); point data.dataset at a folder with "
                 "train/test data files (Hub layout) or an extracted aclImdb/"
             ) from err
-    missing = [split for split in ("train", "test") if split not in data]
+    missing = [split for split in needed if split not in data]
     if missing:
         raise UserError(
             f"dataset {dataset} has no {' or '.join(missing)} split (found: {', '.join(data) or 'none'}); "
             "it needs train and test data, laid out like stanfordnlp/imdb or aclImdb/"
         )
+    return data
+
+
+def load_imdb(dataset: str) -> DatasetDict:
+    """Train and test splits of IMDb, with labels checked and cast to ClassLabel(neg, pos)."""
+    data = _load_splits(dataset, ("train", "test"))
     return DatasetDict({split: _checked_split(data[split], split, dataset) for split in ("train", "test")})
+
+
+def load_imdb_text(dataset: str) -> Dataset:
+    """The review texts of the train and (where there is one) unsupervised splits, for pre-training.
+
+    Never the test split: a model pre-trained on test reviews would be evaluated on text it has seen.
+    """
+    data = _load_splits(dataset, ("train",))
+    splits = [data[split] for split in ("train", "unsupervised") if split in data]
+    if any("text" not in split.column_names for split in splits):
+        raise UserError(f"dataset {dataset} has no text column: rename the review column to text")
+    return concatenate_datasets([split.select_columns("text") for split in splits])
 
 
 def _checked_split(data: Dataset, split: str, source: str) -> Dataset:
@@ -217,10 +244,7 @@ class IMDbDataModule(L.LightningDataModule):
         super().__init__()
         if not 0 < val_fraction < 1:
             raise UserError(f"data.val_fraction={val_fraction} must lie between 0 and 1, e.g. 0.1")
-        if max_length < 2:
-            raise UserError(
-                f"data.max_length={max_length} is too small: use at least 16, up to the model's 512"
-            )
+        check_max_length(tokenizer_name_or_path, max_length)
         self.save_hyperparameters()
         self.tokenizer = load_tokenizer(tokenizer_name_or_path)
         self.collate = CollateWithStrings(self.tokenizer)

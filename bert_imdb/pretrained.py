@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from bert_imdb.errors import UserError
 
@@ -45,3 +45,16 @@ def from_pretrained(auto_class, name: str, **kwargs):
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return from_pretrained(AutoTokenizer, name)
+
+
+def check_max_length(name: str, max_length: int) -> None:
+    """Fail early when sequences of `max_length` tokens would not fit the model's position embeddings."""
+    if max_length < 8:
+        raise UserError(
+            f"data.max_length={max_length} is too small: use at least 16, up to the model's limit"
+        )
+    limit = getattr(from_pretrained(AutoConfig, name), "max_position_embeddings", None)
+    if limit is not None and max_length > limit:
+        raise UserError(
+            f"data.max_length={max_length} is above the {limit} tokens {name} can take: set it to {limit} or less"
+        )
