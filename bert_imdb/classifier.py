@@ -11,11 +11,11 @@ from torchmetrics.classification import (
     BinaryF1Score,
     BinaryPrecisionRecallCurve,
 )
-from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
-from transformers.trainer_pt_utils import get_parameter_names
+from transformers import AutoModelForSequenceClassification
 
 from bert_imdb.data import LABEL_NAMES
 from bert_imdb.errors import UserError
+from bert_imdb.optimization import adamw_with_linear_warmup
 from bert_imdb.pretrained import from_pretrained
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -23,6 +23,9 @@ CONFIDENTLY_WRONG_SHOWN = 10
 
 
 class SentimentClassifier(L.LightningModule):
+    # What the CLI's ModelCheckpoint keeps the best of, unless told otherwise.
+    checkpoint_metric = ("val/acc", "max")
+
     def __init__(
         self,
         model_name_or_path: str = "bert-base-uncased",
@@ -154,22 +157,4 @@ class SentimentClassifier(L.LightningModule):
         }
 
     def configure_optimizers(self):
-        decay = set(get_parameter_names(self.model, [nn.LayerNorm], ["bias"]))
-        groups = [
-            {"name": "decay", "params": [p for n, p in self.model.named_parameters() if n in decay]},
-            {
-                "name": "no_decay",
-                "params": [p for n, p in self.model.named_parameters() if n not in decay],
-                "weight_decay": 0.0,
-            },
-        ]
-        optimizer = torch.optim.AdamW(
-            groups, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
-        )
-        total_steps = self.trainer.estimated_stepping_batches
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer,
-            num_warmup_steps=int(self.hparams.warmup_ratio * total_steps),
-            num_training_steps=total_steps,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_with_linear_warmup(self)

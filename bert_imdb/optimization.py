@@ -1,0 +1,29 @@
+"""The optimizer both Lightning modules use: AdamW with a linear warmup and decay, stepped per batch."""
+
+import lightning as L
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+from transformers.trainer_pt_utils import get_parameter_names
+
+
+def adamw_with_linear_warmup(module: L.LightningModule) -> dict:
+    """AdamW without weight decay on biases and LayerNorm, warmed up over `warmup_ratio` of all optimizer
+    steps and decayed linearly to zero; the step count is Lightning's, so it is right for any number of
+    devices, accumulation and epochs. Reads `learning_rate`, `weight_decay`, `warmup_ratio` from hparams."""
+    hp, model = module.hparams, module.model
+    decay = set(get_parameter_names(model, [nn.LayerNorm], ["bias"]))
+    groups = [
+        {"name": "decay", "params": [p for n, p in model.named_parameters() if n in decay]},
+        {
+            "name": "no_decay",
+            "params": [p for n, p in model.named_parameters() if n not in decay],
+            "weight_decay": 0.0,
+        },
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    total_steps = module.trainer.estimated_stepping_batches
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, num_warmup_steps=int(hp.warmup_ratio * total_steps), num_training_steps=total_steps
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
