@@ -15,7 +15,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import pytest
 from datasets import ClassLabel, Dataset, Features, Value
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from transformers import BertConfig, BertForPreTraining, BertModel, BertTokenizerFast
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -24,6 +24,9 @@ POSITIVE = ["great", "wonderful", "excellent", "loved", "superb", "moving"]
 NEGATIVE = ["awful", "terrible", "boring", "hated", "dull", "painful"]
 FILLER = ["the", "movie", "film", "plot", "actor", "scene", "was", "and", "a", "story", "it", "this"]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Sentence ends, for next-sentence pairs, and word pieces: "movies" is "movie" + "##s", "scene" + "##s"...
+PUNCTUATION = [".", "!", "?"]
+PIECES = ["##s", "##ed"]
 
 
 def make_review(rng: random.Random, label: int) -> str:
@@ -47,7 +50,7 @@ def tiny_model(tmp_path_factory) -> str:
     Like all-MiniLM-L6-v2 it is a bare BertModel, so the classification head is new at fine-tuning.
     """
     folder = tmp_path_factory.mktemp("tiny-bert")
-    words = SPECIAL + POSITIVE + NEGATIVE + FILLER + list("abcdefghijklmnopqrstuvwxyz")
+    words = SPECIAL + POSITIVE + NEGATIVE + FILLER + PUNCTUATION + PIECES + list("abcdefghijklmnopqrstuvwxyz")
     tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(words)}, model_max_length=128)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -62,16 +65,78 @@ def tiny_model(tmp_path_factory) -> str:
     return str(folder)
 
 
+@pytest.fixture(scope="session")
+def tiny_pretraining_model(tiny_model, tmp_path_factory) -> str:
+    """The tiny BERT with both pre-training heads (masked LM and next sentence prediction), like
+    bert-base-uncased; the bare `tiny_model` has neither, like all-MiniLM-L6-v2."""
+    folder = tmp_path_factory.mktemp("tiny-bert-pretraining")
+    BertForPreTraining(BertConfig.from_pretrained(tiny_model)).save_pretrained(folder)
+    BertTokenizerFast.from_pretrained(tiny_model).save_pretrained(folder)
+    return str(folder)
+
+
 IMDB_FEATURES = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+
+
+# The dataset card of stanfordnlp/imdb names its splits: `datasets` infers train and test from file names,
+# but not unsupervised.
+HUB_README = """---
+configs:
+- config_name: plain_text
+  default: true
+  data_files:
+  - split: train
+    path: plain_text/train-*
+  - split: test
+    path: plain_text/test-*
+  - split: unsupervised
+    path: plain_text/unsupervised-*
+---
+"""
 
 
 def write_hub_layout(folder: Path, n_train: int = 400, n_test: int = 64) -> Path:
     """A folder laid out like the Hub repository stanfordnlp/imdb (parquet files under plain_text/)."""
     (folder / "plain_text").mkdir(parents=True)
-    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
-        data = Dataset.from_list(make_rows(n, seed), features=IMDB_FEATURES)
+    (folder / "README.md").write_text(HUB_README)
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1), ("unsupervised", 40, 2)):
+        rows = make_rows(n, seed)
+        if split == "unsupervised":
+            rows = [{**row, "label": -1} for row in rows]
+        data = Dataset.from_list(rows, features=IMDB_FEATURES)
         data.to_parquet(str(folder / "plain_text" / f"{split}-00000-of-00001.parquet"))
     return folder
+
+
+def make_text(rng: random.Random) -> str:
+    """Unlabelled review text: two to six sentences, with multi-piece words and an HTML line break."""
+    words = [*FILLER, "movies", "scenes", "actors", "plots"]
+    sentences = [
+        " ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) + " " + rng.choice(PUNCTUATION)
+        for _ in range(rng.randint(2, 6))
+    ]
+    return " ".join(sentences[:2]) + "<br /><br />" + " ".join(sentences[2:])
+
+
+@pytest.fixture
+def text_dataset(tmp_path) -> str:
+    """A Hub-layout IMDb with an unsupervised split (label -1, as in stanfordnlp/imdb), all of it text with
+    sentences; the test split's reviews are marked with the word "excellent", which no other split has."""
+    folder = tmp_path / "imdb-text"
+    (folder / "plain_text").mkdir(parents=True)
+    (folder / "README.md").write_text(HUB_README)
+    rng = random.Random(2)
+    for split, n in (("train", 200), ("unsupervised", 200), ("test", 50)):
+        rows = [
+            {
+                "text": make_text(rng) + (" excellent ." if split == "test" else ""),
+                "label": -1 if split == "unsupervised" else i % 2,
+            }
+            for i in range(n)
+        ]
+        data = Dataset.from_list(rows, features=IMDB_FEATURES)
+        data.to_parquet(str(folder / "plain_text" / f"{split}-00000-of-00001.parquet"))
+    return str(folder)
 
 
 @pytest.fixture
@@ -118,5 +183,28 @@ def tiny_args(model: str, dataset: str, *extra: str) -> list[str]:
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
         "--trainer.logger.init_args.name=tiny",
+        *extra,
+    ]
+
+
+def mlm_args(model: str, dataset: str, *extra: str) -> list[str]:
+    """CLI arguments for a fast masked-language-model run of the tiny model, on the CPU."""
+    return [
+        "--model=bert_imdb.MaskedLanguageModel",
+        f"--model.model_name_or_path={model}",
+        "--model.learning_rate=0.003",
+        "--data=bert_imdb.IMDbPretrainingDataModule",
+        f"--data.dataset={dataset}",
+        "--data.max_length=32",
+        "--data.batch_size=16",
+        "--data.eval_batch_size=32",
+        "--data.val_reviews=40",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.max_epochs=1",
+        "--trainer.log_every_n_steps=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.logger.init_args.name=mlm",
         *extra,
     ]

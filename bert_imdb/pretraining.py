@@ -1,0 +1,113 @@
+"""MaskedLanguageModel: further pre-training of BERT on IMDb text, with masked language modelling and,
+optionally, next sentence prediction, as BERT was pre-trained."""
+
+import lightning as L
+import torch
+from torch.nn import functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
+from transformers import AutoConfig, AutoModelForMaskedLM, BertForPreTraining
+
+from bert_imdb.errors import UserError
+from bert_imdb.optimization import adamw_with_linear_warmup
+from bert_imdb.pretrained import from_pretrained
+
+# exp() of a mean loss above about 88.7 overflows float32 (a diverged run): perplexity is capped at exp(88).
+MAX_LOG_PERPLEXITY = 88.0
+
+
+def perplexity(mean_loss: torch.Tensor) -> torch.Tensor:
+    """exp of the mean masked-token loss, capped near float32's largest value instead of overflowing to inf."""
+    return torch.exp(mean_loss.float().clamp(max=MAX_LOG_PERPLEXITY))
+
+
+def load_nsp_model(name: str) -> BertForPreTraining:
+    """BertForPreTraining from `name`, which must carry a trained next-sentence-prediction head: a fresh one
+    would only learn NSP from scratch, which is not what `nsp` promises."""
+    config = from_pretrained(AutoConfig, name)
+    if config.model_type != "bert":
+        raise UserError(
+            f"{name} is a {config.model_type} model; NSP needs a BERT checkpoint with its pre-training heads "
+            "(such as bert-base-uncased): set model.nsp false to pre-train with MLM only"
+        )
+    model, info = from_pretrained(BertForPreTraining, name, output_loading_info=True, dtype=torch.float32)
+    if any(key.startswith("cls.seq_relationship") for key in info["missing_keys"]):
+        raise UserError(
+            f"{name} has no next-sentence-prediction head: set model.nsp false to pre-train with MLM only, "
+            "or start from a checkpoint pre-trained with NSP, such as bert-base-uncased"
+        )
+    return model
+
+
+class MaskedLanguageModel(L.LightningModule):
+    # What the CLI's ModelCheckpoint keeps the best of, unless told otherwise.
+    checkpoint_metric = ("val/loss", "min")
+
+    def __init__(
+        self,
+        model_name_or_path: str = "bert-base-uncased",
+        nsp: bool = False,
+        learning_rate: float = 2e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+    ):
+        """BERT pre-trained further on IMDb text with masked language modelling (and NSP).
+
+        Args:
+            model_name_or_path: Hub id or local folder of a BERT-style encoder; the tokenizer follows it.
+            nsp: Add next sentence prediction (BertForPreTraining, loss = MLM + NSP); linked to data.nsp.
+            learning_rate: Peak AdamW learning rate, reached after warmup and decayed linearly to zero.
+            weight_decay: AdamW weight decay, applied to all weights but biases and LayerNorm.
+            warmup_ratio: Share of all optimizer steps spent warming the learning rate up from zero.
+        """
+        super().__init__()
+        if not 0 <= warmup_ratio < 1:
+            raise UserError(f"model.warmup_ratio={warmup_ratio} must lie in [0, 1), e.g. 0.1")
+        self.save_hyperparameters()
+        if nsp:
+            self.model = load_nsp_model(model_name_or_path)
+        else:
+            # Full precision weights: mixed precision is the Trainer's job (`trainer.precision`).
+            self.model = from_pretrained(AutoModelForMaskedLM, model_name_or_path, dtype=torch.float32)
+        # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
+        self.model.train()
+        self.val_mlm_loss = MeanMetric()
+        self.val_masked_acc = MulticlassAccuracy(
+            num_classes=self.model.config.vocab_size, average="micro", ignore_index=-100
+        )
+        self.val_nsp_acc = BinaryAccuracy() if nsp else None
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.model(**batch).loss
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        output = self.model(**batch)
+        logits = output.prediction_logits if self.hparams.nsp else output.logits
+        labels = batch["labels"]
+        masked = labels != -100
+        # The mean over masked tokens of the whole validation set, not of batch means: perplexity is exp of it.
+        token_loss = F.cross_entropy(logits[masked].float(), labels[masked])
+        self.val_mlm_loss.update(token_loss, weight=masked.sum())
+        self.val_masked_acc.update(logits.argmax(-1), labels)
+        self.log("val/loss", output.loss, sync_dist=True, batch_size=len(labels))
+        self.log("val/masked_acc", self.val_masked_acc)
+        if self.val_nsp_acc is not None:
+            self.val_nsp_acc.update(
+                output.seq_relationship_logits.float().softmax(-1)[:, 1], batch["next_sentence_label"]
+            )
+            self.log("val/nsp_acc", self.val_nsp_acc)
+
+    def on_validation_epoch_start(self) -> None:
+        # Reset at the start: a reset under `validate`'s inference mode would leave inference tensors that a
+        # later update, in `fit`'s validation, may not modify.
+        self.val_mlm_loss.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        mean_loss = self.val_mlm_loss.compute()  # syncs all ranks
+        self.log("val/mlm_loss", mean_loss)
+        self.log("val/perplexity", perplexity(mean_loss))
+
+    def configure_optimizers(self):
+        return adamw_with_linear_warmup(self)

@@ -1,0 +1,62 @@
+import math
+
+import lightning as L
+import pytest
+import torch
+from torch.nn import functional as F
+
+from bert_imdb.errors import UserError
+from bert_imdb.pretraining import MaskedLanguageModel, perplexity
+from bert_imdb.pretraining_data import IMDbPretrainingDataModule
+
+
+def trainer(tmp_path) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+
+
+def test_perplexity_is_exp_of_the_mean_masked_token_loss(tiny_model, text_dataset, tmp_path):
+    module = MaskedLanguageModel(tiny_model)
+    dm = IMDbPretrainingDataModule(
+        text_dataset, tiny_model, max_length=32, eval_batch_size=16, val_reviews=60
+    )
+    (metrics,) = trainer(tmp_path).validate(module, datamodule=dm, verbose=False)
+    # The same, by hand: every masked token of the validation set weighs the same, whatever its batch.
+    module.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in dm.val_dataloader():
+            logits = module.model(**batch).logits
+            total += float(F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), reduction="sum"))
+            count += int((batch["labels"] != -100).sum())
+    assert count > 100
+    assert metrics["val/mlm_loss"] == pytest.approx(total / count, rel=1e-4)
+    assert metrics["val/perplexity"] == pytest.approx(math.exp(total / count), rel=1e-4)
+    assert 0 < metrics["val/masked_acc"] < 1
+
+
+def test_perplexity_does_not_overflow():
+    assert float(perplexity(torch.tensor(math.log(5.0)))) == pytest.approx(5.0)
+    huge = perplexity(torch.tensor(1000.0))
+    assert torch.isfinite(huge) and float(huge) == pytest.approx(math.exp(88.0), rel=1e-5)
+
+
+def test_nsp_loss_is_added_to_the_mlm_loss(tiny_pretraining_model, text_dataset, tmp_path):
+    module = MaskedLanguageModel(tiny_pretraining_model, nsp=True)
+    dm = IMDbPretrainingDataModule(
+        text_dataset, tiny_pretraining_model, max_length=48, nsp=True, eval_batch_size=16, val_reviews=60
+    )
+    (metrics,) = trainer(tmp_path).validate(module, datamodule=dm, verbose=False)
+    assert 0 <= metrics["val/nsp_acc"] <= 1
+    # BertForPreTraining's loss is the masked-LM loss plus the next-sentence loss, as BERT was trained.
+    assert metrics["val/loss"] > metrics["val/mlm_loss"] + 0.1
+
+
+def test_nsp_needs_a_model_with_an_nsp_head(tiny_model):
+    with pytest.raises(UserError, match=r"has no next-sentence-prediction head: set model\.nsp false"):
+        MaskedLanguageModel(tiny_model, nsp=True)
