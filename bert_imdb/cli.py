@@ -1,8 +1,10 @@
-"""The command line: `python -m bert_imdb {fit,validate,test,predict}`, a LightningCLI."""
+"""The command line: `python -m bert_imdb {fit,validate,test,predict,export}`, a LightningCLI."""
 
+import importlib
 import sys
 from pathlib import Path
 
+import lightning as L
 from jsonargparse import auto_cli
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
@@ -13,12 +15,23 @@ from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
 from bert_imdb.export import check_checkpoint_file, export
 from bert_imdb.predictions import PredictionWriter
+from bert_imdb.pretraining import MaskedLanguageModel
+from bert_imdb.pretraining_data import IMDbPretrainingDataModule
 from bert_imdb.throughput import TokenThroughputMonitor
 
 DESCRIPTION = (
-    "Fine-tune BERT on IMDb reviews. Subcommands: fit, validate, test, predict (Lightning's), and export "
-    "(a checkpoint to a Hugging Face model folder: python -m bert_imdb export --help)."
+    "Fine-tune BERT on IMDb reviews (the default: SentimentClassifier on IMDbDataModule), or pre-train it "
+    "further (model.class_path bert_imdb.MaskedLanguageModel, data.class_path "
+    "bert_imdb.IMDbPretrainingDataModule: see configs/mlm.yaml). Subcommands: fit, validate, test, predict "
+    "(Lightning's), and export (a checkpoint to a Hugging Face model folder: python -m bert_imdb export --help)."
 )
+# Each module trains on its own data module.
+DATA_OF_MODEL = {SentimentClassifier: IMDbDataModule, MaskedLanguageModel: IMDbPretrainingDataModule}
+
+
+def _import(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 class SaveConfigBesideExisting(SaveConfigCallback):
@@ -39,16 +52,27 @@ class SaveConfigBesideExisting(SaveConfigCallback):
 
 class BertImdbCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("model.model_name_or_path", "data.tokenizer_name_or_path")
-        parser.link_arguments("seed_everything", "data.seed", compute_fn=int)
+        # jsonargparse keeps same-named init_args when the class changes (to MLM, say), so the pre-training
+        # classes share the classifier's defaults; tests/test_cli.py holds them equal.
+        parser.set_defaults(
+            {
+                "model": {"class_path": f"{SentimentClassifier.__module__}.SentimentClassifier"},
+                "data": {"class_path": f"{IMDbDataModule.__module__}.IMDbDataModule"},
+            }
+        )
+        # Links whose target the chosen class lacks (nsp, for the classifier) are skipped by jsonargparse.
+        parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer_name_or_path")
+        parser.link_arguments("model.init_args.nsp", "data.init_args.nsp")
+        parser.link_arguments("seed_everything", "data.init_args.seed", compute_fn=int)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
-                "checkpoint.monitor": "val/acc",
-                "checkpoint.mode": "max",
+                # "auto": the model's own `checkpoint_metric` (val/acc, max for the classifier; val/loss, min
+                # for MLM), and a file name that carries its value.
+                "checkpoint.monitor": "auto",
+                "checkpoint.mode": "auto",
                 "checkpoint.save_last": True,
                 # Metric names hold a slash, so Lightning must not insert them into the file name itself.
-                "checkpoint.filename": "epoch{epoch}-step{step}-val_acc{val/acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
@@ -67,8 +91,36 @@ class BertImdbCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
+        model_class, data_class = _import(config.model.class_path), _import(config.data.class_path)
+        expected = DATA_OF_MODEL.get(model_class)
+        if expected is not None and data_class in DATA_OF_MODEL.values() and data_class is not expected:
+            raise UserError(
+                f"{model_class.__name__} trains on {expected.__name__}, not {data_class.__name__}: "
+                f"set data.class_path to bert_imdb.{expected.__name__}"
+            )
+        step = {"validate": "validation_step", "test": "test_step", "predict": "predict_step"}.get(
+            self.subcommand
+        )
+        if step and getattr(model_class, step, None) is getattr(L.LightningModule, step, None):
+            raise UserError(
+                f"{model_class.__name__} has no {self.subcommand} step: fit or validate it, export it, "
+                f"and {self.subcommand} a SentimentClassifier started from the export"
+            )
+        self._resolve_checkpoint_metric(config.checkpoint, model_class)
         if self.subcommand == "fit" and config.ckpt_path == "last" and config.checkpoint.dirpath is None:
             self._continue_last_run(config.trainer.logger)
+
+    @staticmethod
+    def _resolve_checkpoint_metric(checkpoint, model_class: type) -> None:
+        """Fill checkpoint.monitor/mode "auto" from the model, and name the files after the monitored value."""
+        metric, mode = getattr(model_class, "checkpoint_metric", (None, "min"))
+        if checkpoint.monitor == "auto":
+            checkpoint.monitor = metric
+            checkpoint.mode = mode if checkpoint.mode == "auto" else checkpoint.mode
+        checkpoint.mode = "min" if checkpoint.mode == "auto" else checkpoint.mode
+        if checkpoint.filename is None and checkpoint.monitor:
+            value = checkpoint.monitor
+            checkpoint.filename = f"epoch{{epoch}}-step{{step}}-{value.replace('/', '_')}{{{value}:.4f}}"
 
     @staticmethod
     def _continue_last_run(logger) -> None:
@@ -95,8 +147,10 @@ def cli_main(args: ArgsType = None) -> BertImdbCLI | None:
             auto_cli(export, args=argv[1:])
             return None
         return BertImdbCLI(
-            SentimentClassifier,
-            IMDbDataModule,
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
             seed_everything_default=42,
             save_config_callback=SaveConfigBesideExisting,
             trainer_defaults={
@@ -110,8 +164,19 @@ def cli_main(args: ArgsType = None) -> BertImdbCLI | None:
                 }
             },
             parser_kwargs={"description": DESCRIPTION},
-            auto_configure_optimizers=False,  # SentimentClassifier.configure_optimizers owns them
+            auto_configure_optimizers=False,  # each module's configure_optimizers owns them
             args=args,
         )
-    except UserError as err:
-        raise SystemExit(f"error: {err}") from None
+    except (UserError, ValueError) as err:
+        cause = _user_error_in(err)
+        if cause is None:
+            raise
+        raise SystemExit(f"error: {cause}") from None
+
+
+def _user_error_in(err: BaseException | None) -> UserError | None:
+    """The UserError behind `err`: jsonargparse re-raises errors of the models and data modules it builds
+    as a ValueError listing every type it tried, which would bury the one line that matters."""
+    while err is not None and not isinstance(err, UserError):
+        err = err.__cause__ or err.__context__
+    return err

@@ -1,4 +1,4 @@
-"""`python -m bert_imdb export`: a Lightning checkpoint to a Hugging Face model folder."""
+"""`python -m bert_imdb export`: a classifier or MLM checkpoint to a Hugging Face model folder."""
 
 import pickle
 import zipfile
@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.errors import UserError
 from bert_imdb.pretrained import load_tokenizer
+from bert_imdb.pretraining import MaskedLanguageModel
 
 UNREADABLE = "cannot be read (truncated, or not a checkpoint): pass a complete .ckpt written by fit"
 
@@ -42,11 +43,18 @@ def load_checkpoint(ckpt_path: str) -> dict:
     return checkpoint
 
 
+# The modules export knows, by the class name LightningCLI records in the checkpoint (`_class_path`).
+EXPORTABLE = {cls.__name__: cls for cls in (SentimentClassifier, MaskedLanguageModel)}
+
+
 @rank_zero_only
 def export(*, ckpt_path: str, output_dir: str, overwrite: bool = False) -> None:
-    """Write a classifier checkpoint as a Hugging Face model folder: safetensors weights, config with
-    id2label {0: neg, 1: pos}, and the tokenizer, whose model_max_length is the run's data.max_length so that
-    `pipeline("text-classification", model=output_dir)` truncates reviews as `predict` does.
+    """Write a checkpoint as a Hugging Face model folder: safetensors weights, config and tokenizer.
+
+    A classifier checkpoint becomes a sequence-classification model with id2label {0: neg, 1: pos}, for
+    `pipeline("text-classification", model=output_dir)`; an MLM checkpoint becomes a masked-LM model, for
+    `AutoModelForMaskedLM` and for fine-tuning with `--model.model_name_or_path output_dir`. The tokenizer's
+    model_max_length is the run's data.max_length, so that pipelines truncate as the run did.
 
     Args:
         ckpt_path: A checkpoint written by `python -m bert_imdb fit`.
@@ -54,13 +62,20 @@ def export(*, ckpt_path: str, output_dir: str, overwrite: bool = False) -> None:
         overwrite: Write into a folder that already has files, replacing the model files in it.
     """
     out = Path(output_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{output_dir} is a file: pass a folder (new or empty) as --output_dir")
+    if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(
             f"{output_dir} exists and is not empty: pass another --output_dir, or --overwrite true"
         )
     checkpoint = load_checkpoint(ckpt_path)
-    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
-    module = SentimentClassifier(**hparams)
+    saved = checkpoint["hyper_parameters"]
+    # Checkpoints of SentimentClassifier from before MLM existed carry no class path.
+    name = saved.get("_class_path", "SentimentClassifier").rpartition(".")[2]
+    if name not in EXPORTABLE:
+        raise UserError(f"{ckpt_path} holds a {name}: export knows {' and '.join(EXPORTABLE)} checkpoints")
+    hparams = {k: v for k, v in saved.items() if not k.startswith("_")}
+    module = EXPORTABLE[name](**hparams)
     module.load_state_dict(checkpoint["state_dict"])
     tokenizer = load_tokenizer(hparams["model_name_or_path"])
     max_length = checkpoint.get("datamodule_hyper_parameters", {}).get("max_length")
@@ -68,4 +83,4 @@ def export(*, ckpt_path: str, output_dir: str, overwrite: bool = False) -> None:
         tokenizer.model_max_length = max_length
     module.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    rank_zero_info(f"Exported {ckpt_path} to {out}")
+    rank_zero_info(f"Exported {name} checkpoint {ckpt_path} to {out}")

@@ -1,4 +1,5 @@
 import csv
+import inspect
 import json
 import re
 import subprocess
@@ -6,11 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SHARED, tiny_args
+from conftest import REPO, SHARED, mlm_args, tiny_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.cli import cli_main
+from bert_imdb.data import IMDbDataModule
+from bert_imdb.pretraining import MaskedLanguageModel
+from bert_imdb.pretraining_data import IMDbPretrainingDataModule
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -116,6 +121,54 @@ def test_tensorboard_gets_scalars_figures_hparams_and_wrong_reviews(tiny_model, 
     test_images = EventAccumulator(str(test_events), size_guidance={"images": 0})
     test_images.Reload()
     assert {"test/confusion_matrix", "test/pr_curve"} <= set(test_images.Tags()["images"])
+
+
+@pytest.mark.parametrize(
+    ("default", "other"),
+    [(SentimentClassifier, MaskedLanguageModel), (IMDbDataModule, IMDbPretrainingDataModule)],
+)
+def test_pretraining_classes_share_the_classifier_defaults(default, other):
+    # `--model MaskedLanguageModel` keeps the values the default class had for same-named arguments
+    # (jsonargparse's rule), so a different default would silently never apply.
+    ours, theirs = inspect.signature(default).parameters, inspect.signature(other).parameters
+    shared = set(ours) & set(theirs)
+    assert len(shared) >= 4
+    assert {name: theirs[name].default for name in shared} == {name: ours[name].default for name in shared}
+
+
+def test_mlm_fit_lowers_validation_loss_and_logs_perplexity(tiny_model, text_dataset, workdir):
+    before = cli_main(["validate", *mlm_args(tiny_model, text_dataset)]).trainer.callback_metrics
+    fit = cli_main(["fit", *mlm_args(tiny_model, text_dataset, "--trainer.max_epochs=3")])
+    after = fit.trainer.callback_metrics
+    assert float(after["val/loss"]) < float(before["val/loss"]) - 0.5
+    assert float(after["val/perplexity"]) < float(before["val/perplexity"]) / 2
+    assert float(after["val/masked_acc"]) > float(before["val/masked_acc"])
+    best = Path(fit.trainer.checkpoint_callback.best_model_path)
+    assert re.fullmatch(r"epoch\d-step\d+-val_loss\d+\.\d{4}\.ckpt", best.name)
+    (event_file,) = Path(fit.trainer.log_dir).glob("events.out.tfevents.*")
+    logged = scalars(event_file)
+    assert {"train/loss", "val/loss", "val/perplexity", "val/mlm_loss", "val/masked_acc"} <= set(logged)
+    assert len(logged["val/perplexity"]) == 3  # once per epoch
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["test", "--data=bert_imdb.IMDbPretrainingDataModule"], "MaskedLanguageModel has no test step"),
+        (
+            ["fit", "--data=bert_imdb.IMDbDataModule"],
+            "MaskedLanguageModel trains on IMDbPretrainingDataModule",
+        ),
+        (["fit", "--model.nsp=true"], "has no next-sentence-prediction head"),
+        (["fit", "--data.mlm_probability=1.5"], "data.mlm_probability=1.5 must lie between 0 and 1"),
+    ],
+)
+def test_bad_pretraining_input_ends_in_one_line(tiny_model, text_dataset, workdir, args, message):
+    subcommand, *override = args
+    with pytest.raises(SystemExit) as exit_:
+        cli_main([subcommand, *mlm_args(tiny_model, text_dataset), *override])
+    text = str(exit_.value.code)
+    assert text.startswith("error: ") and message in text and "\n" not in text
 
 
 def test_fit_resumes_from_last_checkpoint_in_the_same_run(tiny_model, hub_dataset, workdir):

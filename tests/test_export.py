@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_args
-from transformers import AutoModelForSequenceClassification, pipeline
+from conftest import mlm_args, tiny_args
+from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
+from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.cli import cli_main
 
 
@@ -73,3 +74,35 @@ def test_bad_checkpoints_end_in_one_line(tiny_model, hub_dataset, workdir, best_
         with pytest.raises(SystemExit, match=message) as exit_:
             cli_main(command)
         assert "\n" not in str(exit_.value.code)
+
+
+@pytest.mark.parametrize("nsp", [False, True], ids=["mlm", "mlm+nsp"])
+def test_mlm_export_loads_as_masked_lm_and_starts_a_classifier(
+    tiny_model, tiny_pretraining_model, text_dataset, workdir, nsp
+):
+    model = tiny_pretraining_model if nsp else tiny_model
+    fit = cli_main(["fit", *mlm_args(model, text_dataset, f"--model.nsp={str(nsp).lower()}")])
+    last = Path(fit.trainer.checkpoint_callback.last_model_path)
+    out = workdir / "exported-mlm"
+    cli_main(["export", f"--ckpt_path={last}", f"--output_dir={out}"])
+
+    trained = fit.model.model
+    masked_lm = AutoModelForMaskedLM.from_pretrained(out)
+    assert torch.equal(
+        masked_lm.cls.predictions.transform.dense.weight, trained.cls.predictions.transform.dense.weight
+    )
+    assert AutoTokenizer.from_pretrained(out).model_max_length == 32  # the run's data.max_length
+
+    classifier = SentimentClassifier(str(out))
+    encoder = {k: v for k, v in trained.bert.state_dict().items() if not k.startswith("pooler")}
+    started = classifier.model.bert.state_dict()
+    assert encoder and all(torch.equal(started[k], v) for k, v in encoder.items())
+
+
+def test_export_to_a_path_that_is_a_file_ends_in_one_line(workdir, best_checkpoint):
+    target = workdir / "model.bin"
+    target.write_text("keep me")
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={target}", "--overwrite=true"])
+    assert str(exit_.value.code) == f"error: {target} is a file: pass a folder (new or empty) as --output_dir"
+    assert target.read_text() == "keep me"
