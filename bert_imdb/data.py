@@ -1,5 +1,6 @@
 """IMDb reviews as a LightningDataModule: loading, validation carving, sample limits, tokenization, batching."""
 
+import codecs
 import csv
 import json
 from pathlib import Path
@@ -7,7 +8,8 @@ from pathlib import Path
 import lightning as L
 from datasets import ClassLabel, Dataset, DatasetDict, Value, concatenate_datasets, load_dataset
 from datasets.exceptions import DatasetNotFoundError
-from torch.utils.data import DataLoader
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from bert_imdb.errors import UserError
@@ -133,68 +135,111 @@ def _take(data: Dataset, limit: int | None, split: str, limit_key: str) -> Datas
     return data
 
 
-def read_reviews(path: str) -> list[dict]:
-    """Reviews to predict: .txt (one per non-empty line), .csv or .jsonl (a `text` column, optional `id`).
+def _lines(file: Path, path: str):
+    """The lines of a file as text, decoded one by one so that a non-UTF-8 byte is reported with its line."""
+    with file.open("rb") as handle:
+        for n, raw in enumerate(handle, 1):
+            try:
+                # A byte-order mark (Excel writes one) is no part of the first column's name.
+                yield (raw.removeprefix(codecs.BOM_UTF8) if n == 1 else raw).decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(
+                    f"predict file {path}, line {n}, is not UTF-8 text (byte {err.start + 1}): re-save it as UTF-8"
+                ) from err
 
-    Rows keep the file's order; without an `id` column, the id is the 1-based line or record number.
-    """
+
+def _records(file: Path, path: str):
+    """(record number, record) of a .txt, .csv or .jsonl file of reviews, read line by line; None for an
+    empty line. Raises a UserError that names the line of the first problem."""
+    if file.suffix == ".csv":
+        reader = csv.DictReader(_lines(file, path))
+        if "text" not in (reader.fieldnames or []):
+            columns = ", ".join(reader.fieldnames or [])
+            raise UserError(f"predict file {path} needs a text column (columns: {columns})")
+        yield from enumerate(reader, 1)
+        return
+    for line, content in enumerate(_lines(file, path), 1):
+        content = content.rstrip("\r\n")
+        if not content.strip():
+            yield line, None
+        elif file.suffix == ".txt":
+            yield line, {"text": content}
+        else:
+            try:
+                record = json.loads(content)
+            except json.JSONDecodeError as err:
+                raise UserError(
+                    f"predict file {path}, line {line}, is not valid JSON ({err.msg}): fix that line"
+                ) from err
+            if not isinstance(record, dict):
+                raise UserError(
+                    f'predict file {path}, line {line}, is not a JSON object: write {{"text": ...}}'
+                )
+            yield line, record
+
+
+def _text(record: dict, n: int, path: str) -> str:
+    if not isinstance(record.get("text"), str):
+        raise UserError(f"predict file {path}, record {n}, has no text: give every row a text value")
+    return record["text"]
+
+
+def iter_reviews(path: str):
+    """Reviews to predict, streamed in file order as {"id", "text"}: .txt (one per line, empty lines
+    skipped), .csv or .jsonl (a `text` column, optional `id`). Without an `id` column, the id is the 1-based
+    line (.txt, .jsonl) or record (.csv) number, so rows can be matched to the file."""
+    for n, record in _records(Path(path).expanduser(), path):
+        if record is not None:
+            yield {"id": str(record.get("id", n)), "text": _text(record, n, path)}
+
+
+def scan_reviews(path: str) -> tuple[int, int]:
+    """Check a predict file from end to end before any prediction is made, without holding it in memory:
+    (reviews, empty lines skipped), or a UserError naming the problem."""
     file = Path(path).expanduser()
     if file.suffix not in PREDICT_SUFFIXES:
         raise UserError(f"predict file {path} is not .txt, .csv or .jsonl: save the reviews in one of those")
     if not file.is_file():
         raise UserError(f"predict file {path} does not exist: check data.predict_file")
-    try:
-        content = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise UserError(
-            f"predict file {path} is not UTF-8 text (byte {err.start}): re-save it as UTF-8"
-        ) from err
-    if "\x00" in content:
-        raise UserError(f"predict file {path} is binary, not text: pass a .txt, .csv or .jsonl of reviews")
-    if not content.strip():
+    with file.open("rb") as handle:
+        if b"\x00" in handle.read(8192):  # text never holds NUL bytes; images, archives and models do
+            raise UserError(
+                f"predict file {path} is binary, not text: pass a .txt, .csv or .jsonl of reviews"
+            )
+    reviews = empty = 0
+    for n, record in _records(file, path):
+        if record is None:
+            empty += 1
+        else:
+            _text(record, n, path)
+            reviews += 1
+    if reviews == 0:
         raise UserError(
             f"predict file {path} is empty: put one review per line, or a text column in .csv/.jsonl"
         )
-    lines = content.splitlines()
-    if file.suffix == ".txt":
-        return [{"id": str(n), "text": line} for n, line in enumerate(lines, 1) if line.strip()]
-    if file.suffix == ".csv":
-        records = list(csv.DictReader(lines))
-        columns = csv.DictReader(lines).fieldnames or []
-    else:
-        records = []
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(
-                    f"predict file {path}, line {n}, is not valid JSON ({err.msg}): fix that line"
-                ) from err
-            if not isinstance(record, dict):
-                raise UserError(f'predict file {path}, line {n}, is not a JSON object: write {{"text": ...}}')
-            records.append(record)
-        columns = sorted({key for record in records for key in record})
-    if "text" not in columns or any(not isinstance(r.get("text"), str) for r in records):
-        raise UserError(
-            f"predict file {path} needs a text column on every row (columns: {', '.join(columns)})"
-        )
-    return [{"id": str(r.get("id", n)), "text": r["text"]} for n, r in enumerate(records, 1)]
+    return reviews, empty
 
 
-class PredictDataset:
-    """Reviews from `read_reviews`, tokenized one at a time as the DataLoader asks for them."""
+class ReviewStream(IterableDataset):
+    """The reviews of a predict file, read and tokenized as the DataLoader asks for them: files larger than
+    memory stream through. With DataLoader workers, worker w takes batches w, w + W, ..., which the
+    DataLoader hands out round robin: the output keeps the file's order."""
 
-    def __init__(self, rows: list[dict], tokenizer: PreTrainedTokenizerBase, max_length: int):
-        self.rows, self.tokenizer, self.max_length = rows, tokenizer, max_length
+    def __init__(
+        self, path: str, reviews: int, tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int
+    ):
+        self.path, self.reviews, self.tokenizer = path, reviews, tokenizer
+        self.max_length, self.batch_size = max_length, batch_size
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.reviews  # lets the progress bar show how far along a long file is
 
-    def __getitem__(self, index: int) -> dict:
-        row = self.rows[index]
-        return {"id": row["id"], **tokenize({"text": row["text"]}, self.tokenizer, self.max_length)}
+    def __iter__(self):
+        worker = get_worker_info()
+        workers, me = (worker.num_workers, worker.id) if worker else (1, 0)
+        for i, row in enumerate(iter_reviews(self.path)):
+            if (i // self.batch_size) % workers == me:
+                yield {"id": row["id"], **tokenize({"text": row["text"]}, self.tokenizer, self.max_length)}
 
 
 class CollateWithStrings:
@@ -288,8 +333,13 @@ class IMDbDataModule(L.LightningDataModule):
         if stage == "predict":
             if self.hparams.predict_file is None:
                 raise UserError("predict needs reviews: pass --data.predict_file <file.txt|.csv|.jsonl>")
-            rows = read_reviews(self.hparams.predict_file)
-            self.datasets["predict"] = PredictDataset(rows, self.tokenizer, self.hparams.max_length)
+            path = self.hparams.predict_file
+            reviews, empty = scan_reviews(path)
+            skipped = f" ({empty} empty line{'s' * (empty != 1)} skipped)" if empty else ""
+            rank_zero_info(f"Predicting {reviews} reviews from {path}{skipped}")
+            self.datasets["predict"] = ReviewStream(
+                path, reviews, self.tokenizer, self.hparams.max_length, self.hparams.eval_batch_size
+            )
         else:
             splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}[stage]
             self.datasets.update(self._tokenized_splits(splits))

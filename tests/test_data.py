@@ -6,7 +6,7 @@ import pytest
 from conftest import IMDB_FEATURES, make_rows
 from datasets import Dataset
 
-from bert_imdb.data import IMDbDataModule, load_imdb, read_reviews
+from bert_imdb.data import IMDbDataModule, iter_reviews, load_imdb, scan_reviews
 from bert_imdb.errors import UserError
 
 
@@ -115,16 +115,20 @@ def test_empty_split_after_limits_is_named(tiny_model, hub_dataset):
 def test_read_reviews_keeps_order_and_ids(tmp_path):
     txt = tmp_path / "r.txt"
     txt.write_text("first review\n\nsecond review\n", encoding="utf-8")
-    assert read_reviews(str(txt)) == [
+    assert scan_reviews(str(txt)) == (2, 1)  # two reviews, one empty line skipped
+    assert list(iter_reviews(str(txt))) == [
         {"id": "1", "text": "first review"},
         {"id": "3", "text": "second review"},
     ]
     csv_file = tmp_path / "r.csv"
     csv_file.write_text('id,text\na7,"good, really"\nb2,bad\n', encoding="utf-8")
-    assert read_reviews(str(csv_file)) == [{"id": "a7", "text": "good, really"}, {"id": "b2", "text": "bad"}]
+    assert list(iter_reviews(str(csv_file))) == [
+        {"id": "a7", "text": "good, really"},
+        {"id": "b2", "text": "bad"},
+    ]
     jsonl = tmp_path / "r.jsonl"
     jsonl.write_text("\n".join(json.dumps({"text": t}) for t in ["x", "y", "z"]), encoding="utf-8")
-    assert [r["id"] for r in read_reviews(str(jsonl))] == ["1", "2", "3"]
+    assert [r["id"] for r in iter_reviews(str(jsonl))] == ["1", "2", "3"]
 
 
 @pytest.mark.parametrize(
@@ -144,4 +148,4 @@ def test_bad_predict_files_are_named(tmp_path, name, content, message):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(UserError, match=message):
-        read_reviews(str(path))
+        scan_reviews(str(path))
