@@ -107,6 +107,10 @@ class BertImdbCLI(LightningCLI):
                 f"and {self.subcommand} a SentimentClassifier started from the export"
             )
         self._resolve_checkpoint_metric(config.checkpoint, model_class)
+        if self.subcommand == "predict" and config.return_predictions is None:
+            # PredictionWriter writes every batch out; the Trainer keeping them all too would hold a whole
+            # file's predictions in memory.
+            config.return_predictions = False
         if self.subcommand == "fit" and config.ckpt_path == "last" and config.checkpoint.dirpath is None:
             self._continue_last_run(config.trainer.logger)
 
