@@ -166,6 +166,15 @@ def workdir(tmp_path, monkeypatch) -> Path:
     return run
 
 
+@pytest.fixture
+def best_checkpoint(tiny_model, hub_dataset, workdir) -> Path:
+    """The best checkpoint of a one-epoch fit of the tiny classifier."""
+    from bert_imdb.cli import cli_main  # after the environment above is set
+
+    fit = cli_main(["fit", *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")])
+    return Path(fit.trainer.checkpoint_callback.best_model_path).resolve()
+
+
 def tiny_args(model: str, dataset: str, *extra: str) -> list[str]:
     """CLI arguments for a fast run of the tiny model on a tiny dataset, on the CPU."""
     return [

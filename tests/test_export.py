@@ -10,12 +10,6 @@ from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.cli import cli_main
 
 
-@pytest.fixture
-def best_checkpoint(tiny_model, hub_dataset, workdir) -> Path:
-    fit = cli_main(["fit", *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")])
-    return Path(fit.trainer.checkpoint_callback.best_model_path).resolve()
-
-
 def test_export_matches_predict_through_a_pipeline(tiny_model, hub_dataset, workdir, best_checkpoint):
     out = workdir / "exported"
     assert cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={out}"]) is None

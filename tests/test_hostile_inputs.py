@@ -1,0 +1,143 @@
+"""Bad input tried on purpose: each gives one line naming the problem and the fix (no traceback), or, where
+noted, a handled result. Nothing the user has is overwritten."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, tiny_args
+
+from bert_imdb.cli import cli_main
+
+
+def predict(tiny_model, hub_dataset, checkpoint, reviews: Path, *extra: str):
+    args = [
+        *tiny_args(tiny_model, hub_dataset),
+        f"--ckpt_path={checkpoint}",
+        f"--data.predict_file={reviews}",
+    ]
+    return cli_main(["predict", *args, *extra])
+
+
+def one_line_error(call) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        call()
+    text = str(exit_.value.code)
+    assert text.startswith("error: ") and "\n" not in text, text
+    return text
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.txt", b"", "is empty: put one review per line"),
+        ("blank.txt", b" \n\n\t\n", "is empty: put one review per line"),
+        ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is binary, not text"),
+        (
+            "latin1.txt",
+            "a good film\nun film épouvantable\n".encode("latin-1"),
+            "line 2, is not UTF-8 text (byte 9)",
+        ),
+        ("no_text.csv", b"review,id\ngood,1\n", "needs a text column (columns: review, id)"),
+        ("bad.jsonl", b'{"text": "good"}\n\n{"text": oops}\n', "line 3, is not valid JSON"),
+        ("list.jsonl", b'{"text": "good"}\n["not", "an", "object"]\n', "line 2, is not a JSON object"),
+        ("no_text.jsonl", b'{"text": "good"}\n{"review": "bad"}\n', "record 2, has no text"),
+    ],
+)
+def test_bad_predict_files(tiny_model, hub_dataset, workdir, best_checkpoint, name, content, message):
+    reviews = workdir / name
+    reviews.write_bytes(content)
+    text = one_line_error(lambda: predict(tiny_model, hub_dataset, best_checkpoint, reviews))
+    assert message in text
+    assert not list(workdir.glob("lightning_logs/*/*/predictions.csv*")), "a partial output was left"
+
+
+def test_a_5_mb_review_is_truncated_and_predicted(tiny_model, hub_dataset, workdir, best_checkpoint):
+    reviews = workdir / "huge.jsonl"
+    huge = " ".join(["the film was wonderful"] * 250_000)  # 5.5 MB on one line
+    assert len(huge) > 5_000_000
+    reviews.write_text(json.dumps({"id": "huge", "text": huge}) + "\n" + json.dumps({"text": "awful"}) + "\n")
+    run = predict(tiny_model, hub_dataset, best_checkpoint, reviews)
+    with (Path(run.trainer.log_dir) / "predictions.csv").open() as output:
+        rows = list(csv.DictReader(output))
+    assert [row["id"] for row in rows] == ["huge", "2"]
+    assert all(0.5 <= float(row["probability"]) <= 1 for row in rows)
+
+
+def test_empty_lines_are_skipped_counted_and_said(tiny_model, hub_dataset, workdir, best_checkpoint, caplog):
+    reviews = workdir / "reviews.txt"
+    reviews.write_text("a wonderful film\n\n   \nan awful film\n\n")
+    with caplog.at_level("INFO"):
+        run = predict(tiny_model, hub_dataset, best_checkpoint, reviews)
+    assert f"Predicting 2 reviews from {reviews} (3 empty lines skipped)" in caplog.text
+    with (Path(run.trainer.log_dir) / "predictions.csv").open() as output:
+        assert [row["id"] for row in csv.DictReader(output)] == ["1", "4"]  # ids are line numbers
+
+
+def test_an_existing_output_file_is_never_overwritten(tiny_model, hub_dataset, workdir, best_checkpoint):
+    reviews = workdir / "reviews.txt"
+    reviews.write_text("a wonderful film\n")
+    output = workdir / "mine.csv"
+    output.write_text("precious\n")
+    text = one_line_error(
+        lambda: predict(
+            tiny_model, hub_dataset, best_checkpoint, reviews, f"--predictions.output_file={output}"
+        )
+    )
+    assert "exists: pass another --predictions.output_file" in text
+    assert output.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a checkpoint"])
+def test_a_bad_checkpoint(tiny_model, hub_dataset, workdir, best_checkpoint, damage):
+    broken = workdir / "broken.ckpt"
+    data = best_checkpoint.read_bytes()
+    broken.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"hello")
+    reviews = workdir / "reviews.txt"
+    reviews.write_text("a wonderful film\n")
+    text = one_line_error(lambda: predict(tiny_model, hub_dataset, broken, reviews))
+    assert "cannot be read (truncated, or not a checkpoint)" in text
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("  learning_rat: 0.1", "learning_rat"),  # a typo in a key
+        ("  learning_rate: fast", "learning_rate"),  # a wrong type
+    ],
+)
+def test_a_bad_config_shows_jsonargparse_message_without_traceback(workdir, line, message):
+    config = workdir / "bad.yaml"
+    config.write_text(f"model:\n{line}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "bert_imdb", "fit", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"HF_HUB_OFFLINE": "1", "PATH": ""},
+    )
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_remote_code_is_never_run(tiny_model, hub_dataset, workdir):
+    """A model folder asking for its own Python code: with trust_remote_code off, transformers ignores the
+    request and builds its own BERT class from the config."""
+    evil = workdir / "evil-model"
+    evil.mkdir()
+    for file in Path(tiny_model).iterdir():
+        (evil / file.name).write_bytes(file.read_bytes())
+    config = json.loads((evil / "config.json").read_text())
+    config["auto_map"] = {
+        "AutoConfig": "modeling_evil.EvilConfig",
+        "AutoModelForSequenceClassification": "modeling_evil.EvilModel",
+    }
+    (evil / "config.json").write_text(json.dumps(config))
+    marker = workdir / "pwned"
+    (evil / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    fit = cli_main(["fit", *tiny_args(str(evil), hub_dataset, "--trainer.max_epochs=1")])
+    assert type(fit.model.model).__name__ == "BertForSequenceClassification"
+    assert not marker.exists()
