@@ -151,6 +151,16 @@ def test_mlm_fit_lowers_validation_loss_and_logs_perplexity(tiny_model, text_dat
     assert len(logged["val/perplexity"]) == 3  # once per epoch
 
 
+def test_mlm_fit_resumes_from_last_checkpoint(tiny_model, text_dataset, workdir):
+    first = cli_main(["fit", *mlm_args(tiny_model, text_dataset)])
+    steps, run = first.trainer.global_step, Path(first.trainer.log_dir).resolve()
+    resumed = cli_main(
+        ["fit", *mlm_args(tiny_model, text_dataset, "--trainer.max_epochs=2", "--ckpt_path=last")]
+    )
+    assert Path(resumed.trainer.log_dir).resolve() == run
+    assert resumed.trainer.global_step == 2 * steps
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

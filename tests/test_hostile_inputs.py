@@ -64,6 +64,7 @@ def test_a_5_mb_review_is_truncated_and_predicted(tiny_model, hub_dataset, workd
     with (Path(run.trainer.log_dir) / "predictions.csv").open() as output:
         rows = list(csv.DictReader(output))
     assert [row["id"] for row in rows] == ["huge", "2"]
+    assert run.trainer.num_predict_batches == [1]  # a known total: the progress bar shows how far along
     assert all(0.5 <= float(row["probability"]) <= 1 for row in rows)
 
 
