@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
-from bert_imdb.export import check_checkpoint_file, export
+from bert_imdb.export import check_checkpoint_file, export, load_checkpoint
 from bert_imdb.predictions import PredictionWriter
 from bert_imdb.pretraining import MaskedLanguageModel
 from bert_imdb.pretraining_data import IMDbPretrainingDataModule
@@ -86,8 +86,10 @@ class BertImdbCLI(LightningCLI):
         # Before LightningCLI reads the checkpoint's hyperparameters, which fails with a traceback.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and ckpt_path not in ("last", "best", "hpc") and not ckpt_path.startswith("registry"):
+        if _is_file_path(ckpt_path):
             check_checkpoint_file(ckpt_path)
+            if subcommand == "fit":  # before LightningCLI replaces the model's arguments by the checkpoint's
+                _check_same_setup(ckpt_path, self.config[subcommand])
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
@@ -112,7 +114,9 @@ class BertImdbCLI(LightningCLI):
             # file's predictions in memory.
             config.return_predictions = False
         if self.subcommand == "fit" and config.ckpt_path == "last" and config.checkpoint.dirpath is None:
-            self._continue_last_run(config.trainer.logger)
+            resumed = self._continue_last_run(config.trainer.logger)
+            if resumed is not None:
+                _check_same_setup(resumed, config)
 
     @staticmethod
     def _resolve_checkpoint_metric(checkpoint, model_class: type) -> None:
@@ -127,17 +131,52 @@ class BertImdbCLI(LightningCLI):
             checkpoint.filename = f"epoch{{epoch}}-step{{step}}-{value.replace('/', '_')}{{{value}:.4f}}"
 
     @staticmethod
-    def _continue_last_run(logger) -> None:
+    def _continue_last_run(logger) -> Path | None:
         """Point the TensorBoard logger at the newest run with a last.ckpt, so `--ckpt_path last` finds it there
         and the resumed run keeps logging into the same folder instead of starting a new version."""
         if not (isinstance(logger, dict) or hasattr(logger, "class_path")):
-            return
+            return None
         if not logger.class_path.endswith("TensorBoardLogger") or logger.init_args.get("version") is not None:
-            return
+            return None
         runs = Path(logger.init_args.save_dir) / logger.init_args.name
         last = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if last:
-            logger.init_args.version = last[-1].parent.parent.name
+        if not last:
+            return None
+        logger.init_args.version = last[-1].parent.parent.name
+        return last[-1]
+
+
+def _is_file_path(ckpt_path: str | None) -> bool:
+    return (
+        bool(ckpt_path) and ckpt_path not in ("last", "best", "hpc") and not ckpt_path.startswith("registry")
+    )
+
+
+# What must not change between a checkpoint and the config that resumes it: (section, key).
+RESUME_MUST_MATCH = [("model", "model_name_or_path"), ("model", "nsp"), ("data", "max_length")]
+
+
+def _check_same_setup(ckpt_path: str | Path, config) -> None:
+    """Stop a resume whose config trains another model, or another sequence length, than the checkpoint's:
+    Lightning would load the weights into whatever the config builds, or train on inputs cut differently."""
+    checkpoint = load_checkpoint(str(ckpt_path), mmap=True)
+    saved = {
+        "model": checkpoint["hyper_parameters"],
+        "data": checkpoint.get("datamodule_hyper_parameters", {}),
+    }
+    saved_class = saved["model"].get("_class_path", config.model.class_path).rpartition(".")[2]
+    if saved_class != config.model.class_path.rpartition(".")[2]:
+        raise UserError(
+            f"checkpoint {ckpt_path} holds a {saved_class}, the config builds a "
+            f"{config.model.class_path.rpartition('.')[2]}: resume with the run's own config.yaml"
+        )
+    for section, key in RESUME_MUST_MATCH:
+        then, now = saved[section].get(key), config[section].init_args.get(key)
+        if then is not None and now is not None and then != now:
+            raise UserError(
+                f"checkpoint {ckpt_path} was trained with {section}.{key}={then}, the config says {now}: "
+                "resume with the run's own config.yaml, or start a new fit without --ckpt_path"
+            )
 
 
 def cli_main(args: ArgsType = None) -> BertImdbCLI | None:

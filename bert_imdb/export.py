@@ -29,11 +29,14 @@ def check_checkpoint_file(ckpt_path: str) -> None:
         raise UserError(f"checkpoint {ckpt_path} {UNREADABLE}")
 
 
-def load_checkpoint(ckpt_path: str) -> dict:
-    """A Lightning checkpoint's contents, loaded with `weights_only` (no arbitrary code runs)."""
+def load_checkpoint(ckpt_path: str, mmap: bool = False) -> dict:
+    """A Lightning checkpoint's contents, loaded with `weights_only` (no arbitrary code runs); with `mmap`,
+    tensors are mapped from the file rather than read, for a cheap look at the hyperparameters."""
     check_checkpoint_file(ckpt_path)
     try:
-        checkpoint = torch.load(Path(ckpt_path).expanduser(), map_location="cpu", weights_only=True)
+        checkpoint = torch.load(
+            Path(ckpt_path).expanduser(), map_location="cpu", weights_only=True, mmap=mmap
+        )
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         raise UserError(f"checkpoint {ckpt_path} {UNREADABLE}") from err
     if not isinstance(checkpoint, dict) or not {"state_dict", "hyper_parameters"} <= checkpoint.keys():

@@ -198,6 +198,32 @@ def test_fit_resumes_from_last_checkpoint_in_the_same_run(tiny_model, hub_datase
     assert "max_epochs: 1" in (run / "config.yaml").read_text()
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("--data.max_length=48", "was trained with data.max_length=64, the config says 48"),
+        ("--model.model_name_or_path={other}", "was trained with model.model_name_or_path="),
+    ],
+)
+def test_resuming_with_another_setup_stops(
+    tiny_model, tiny_pretraining_model, hub_dataset, workdir, override, message
+):
+    first = cli_main(["fit", *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")])
+    last = Path(first.trainer.checkpoint_callback.last_model_path)
+    stamp = last.stat().st_mtime_ns
+    for ckpt_path in ("last", str(last)):
+        args = [
+            *tiny_args(tiny_model, hub_dataset),
+            f"--ckpt_path={ckpt_path}",
+            override.format(other=tiny_pretraining_model),
+        ]
+        with pytest.raises(SystemExit) as exit_:
+            cli_main(["fit", *args])
+        text = str(exit_.value.code)
+        assert text.startswith("error: checkpoint ") and message in text and "\n" not in text
+    assert last.stat().st_mtime_ns == stamp
+
+
 def test_a_fresh_fit_starts_a_new_run_and_keeps_the_old_one(tiny_model, hub_dataset, workdir):
     args = tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")
     first = cli_main(["fit", *args])
