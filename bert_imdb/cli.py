@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from bert_imdb.checkpointing import AtomicCheckpointIO
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
@@ -197,6 +198,7 @@ def cli_main(args: ArgsType = None) -> BertImdbCLI | None:
             seed_everything_default=42,
             save_config_callback=SaveConfigBesideExisting,
             trainer_defaults={
+                "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.AtomicCheckpointIO"}],
                 "logger": {
                     "class_path": f"{TensorBoardLogger.__module__}.TensorBoardLogger",
                     "init_args": {
@@ -204,7 +206,7 @@ def cli_main(args: ArgsType = None) -> BertImdbCLI | None:
                         "name": "bert_imdb",
                         "default_hp_metric": False,
                     },
-                }
+                },
             },
             parser_kwargs={"description": DESCRIPTION},
             auto_configure_optimizers=False,  # each module's configure_optimizers owns them
