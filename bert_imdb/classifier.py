@@ -77,7 +77,7 @@ class SentimentClassifier(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.model(**batch).loss
         mask = batch["attention_mask"]
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         self.log("train/padding_fraction", 1 - mask.sum() / mask.numel())
         return loss
 

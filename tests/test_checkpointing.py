@@ -19,7 +19,7 @@ def test_a_kill_while_writing_last_ckpt_leaves_the_previous_one_loadable(tiny_mo
             "bert_imdb",
             "fit",
             *args,
-            "--trainer.callbacks+=kill_switch.KillDuringCheckpointWrite",
+            "--trainer.callbacks+=probes.KillDuringCheckpointWrite",
         ],
         cwd=workdir,
         env=env,

@@ -1,0 +1,51 @@
+"""Callbacks that tests load into fits they run in a subprocess (with this folder on PYTHONPATH), e.g.
+`--trainer.callbacks+=probes.KillDuringCheckpointWrite`."""
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import lightning as L
+
+
+class KillDuringCheckpointWrite(L.Callback):
+    def __init__(self, nth: int = 2):
+        """SIGKILL during the nth write of last.ckpt: its bytes are on disk, the rename has not happened.
+
+        Args:
+            nth: Which write of last.ckpt to die in.
+        """
+        self.nth, self.writes = nth, 0
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        sync = os.fsync
+
+        def fsync_then_die(fd: int) -> None:
+            sync(fd)
+            if os.readlink(f"/proc/self/fd/{fd}").endswith("last.ckpt.partial"):
+                self.writes += 1
+                if self.writes == self.nth:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        os.fsync = fsync_then_die
+
+
+class RecordTrainingSamples(L.Callback):
+    def __init__(self, folder: str):
+        """Write, per rank, a fingerprint of every training example it saw to <folder>/rank<N>.json.
+
+        Args:
+            folder: Where the files go.
+        """
+        self.folder, self.seen = Path(folder), []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        for ids, mask in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(), strict=True):
+            real = [token for token, keep in zip(ids, mask, strict=True) if keep]
+            self.seen.append(hashlib.sha1(json.dumps(real).encode()).hexdigest())
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))
