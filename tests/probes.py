@@ -49,3 +49,22 @@ class RecordTrainingSamples(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))
+
+
+class MarkTraining(L.Callback):
+    def __init__(self, path: str, step: int = 3):
+        """Write the global step at the start of training to <path>.start, and touch <path> once training
+        has reached `step`: the moment a test may signal the run.
+
+        Args:
+            path: The marker file.
+            step: The step to touch it at.
+        """
+        self.path, self.step = Path(path), step
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.path.with_suffix(".start").write_text(str(trainer.global_step))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            self.path.touch()
