@@ -146,11 +146,11 @@ class SentimentClassifier(L.LightningModule):
         self._log_hparams_with_final_acc("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        ids = batch.pop("id")
         probabilities = self(batch).float().softmax(-1)
         confidence, label = probabilities.max(-1)
         return {
-            "id": ids,
+            "index": batch["index"],
+            "id": batch["id"],
             "label": [LABEL_NAMES[i] for i in label.tolist()],
             "probability": confidence.tolist(),
             "pos_probability": probabilities[:, LABEL_NAMES.index("pos")].tolist(),

@@ -10,6 +10,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Value, concatenate_datase
 from datasets.exceptions import DatasetNotFoundError
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from bert_imdb.errors import UserError
@@ -222,35 +223,60 @@ def scan_reviews(path: str) -> tuple[int, int]:
 
 class ReviewStream(IterableDataset):
     """The reviews of a predict file, read and tokenized as the DataLoader asks for them: files larger than
-    memory stream through. With DataLoader workers, worker w takes batches w, w + W, ..., which the
-    DataLoader hands out round robin: the output keeps the file's order."""
+    memory stream through. Each review carries its position in the file (`index`).
+
+    Batches are dealt out to the processes (ranks) and, within one, to DataLoader workers: shard
+    s = rank x workers + worker takes batches s, s + S, s + 2S, ... of the file. The DataLoader takes
+    batches from its workers round robin, so every rank's output is in file order, and PredictionWriter
+    merges the ranks' outputs by position.
+    """
 
     def __init__(
-        self, path: str, reviews: int, tokenizer: PreTrainedTokenizerBase, max_length: int, batch_size: int
+        self,
+        path: str,
+        reviews: int,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         self.path, self.reviews, self.tokenizer = path, reviews, tokenizer
-        self.max_length, self.batch_size = max_length, batch_size
+        self.max_length, self.batch_size, self.rank, self.world_size = (
+            max_length,
+            batch_size,
+            rank,
+            world_size,
+        )
+
+    def _mine(self, index: int, worker: int, workers: int) -> bool:
+        return (index // self.batch_size) % (self.world_size * workers) == self.rank * workers + worker
 
     def __len__(self) -> int:
-        return self.reviews  # lets the progress bar show how far along a long file is
+        # This rank's share of the reviews: the progress bar then shows how far along a long file is.
+        starts = range(0, self.reviews, self.batch_size)
+        return sum(min(self.batch_size, self.reviews - start) for start in starts if self._mine(start, 0, 1))
 
     def __iter__(self):
-        worker = get_worker_info()
-        workers, me = (worker.num_workers, worker.id) if worker else (1, 0)
-        for i, row in enumerate(iter_reviews(self.path)):
-            if (i // self.batch_size) % workers == me:
-                yield {"id": row["id"], **tokenize({"text": row["text"]}, self.tokenizer, self.max_length)}
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        for index, row in enumerate(iter_reviews(self.path)):
+            if self._mine(index, worker, workers):
+                encoded = tokenize({"text": row["text"]}, self.tokenizer, self.max_length)
+                yield {"index": index, "id": row["id"], **encoded}
 
 
 class CollateWithStrings:
-    """DataCollatorWithPadding for batches that also carry ids or review texts, which it cannot turn into
-    tensors: they pass through as lists."""
+    """DataCollatorWithPadding for batches that also carry positions, ids or review texts, which are no
+    model inputs: they pass through as lists."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase):
         self.pad = DataCollatorWithPadding(tokenizer)
 
     def __call__(self, features: list[dict]) -> dict:
-        strings = {key: [f.pop(key) for f in features] for key in ("id", "text") if key in features[0]}
+        strings = {
+            key: [f.pop(key) for f in features] for key in ("index", "id", "text") if key in features[0]
+        }
         return {**self.pad(features), **strings}
 
 
@@ -338,14 +364,22 @@ class IMDbDataModule(L.LightningDataModule):
             skipped = f" ({empty} empty line{'s' * (empty != 1)} skipped)" if empty else ""
             rank_zero_info(f"Predicting {reviews} reviews from {path}{skipped}")
             self.datasets["predict"] = ReviewStream(
-                path, reviews, self.tokenizer, self.hparams.max_length, self.hparams.eval_batch_size
+                path,
+                reviews,
+                self.tokenizer,
+                self.hparams.max_length,
+                self.hparams.eval_batch_size,
+                rank=self.trainer.global_rank if self.trainer else 0,
+                world_size=self.trainer.world_size if self.trainer else 1,
             )
         else:
             splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}[stage]
             self.datasets.update(self._tokenized_splits(splits))
 
     def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
+        # Stateful: Lightning saves how far through the epoch it is, so a run resumed from a mid-epoch
+        # checkpoint goes on with the batches it had not seen, in the same order.
+        return StatefulDataLoader(
             self.datasets[split],
             batch_size=batch_size,
             shuffle=shuffle,

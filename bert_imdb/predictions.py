@@ -1,6 +1,8 @@
-"""Writes `predict` results to a CSV or JSONL file as batches come out, in input order."""
+"""Writes `predict` results to a CSV or JSONL file as batches come out, in input order, from any number
+of processes."""
 
 import csv
+import heapq
 import json
 from pathlib import Path
 
@@ -28,6 +30,9 @@ class PredictionWriter(BasePredictionWriter):
         self.path: Path | None = None
         self.rows = 0
 
+    def _part(self, rank: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.rank{rank}.partial")
+
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.path = Path(self.output_file or Path(trainer.log_dir) / "predictions.csv")
         if self.path.exists() and not self.overwrite:
@@ -35,27 +40,44 @@ class PredictionWriter(BasePredictionWriter):
                 f"{self.path} exists: pass another --predictions.output_file, or --predictions.overwrite true"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Rows go to a .partial file that becomes the output only once complete: a crashed or killed run
-        # never leaves a truncated file that looks finished.
-        self._partial = self.path.with_name(self.path.name + ".partial")
-        self._file = self._partial.open("w", encoding="utf-8", newline="")
-        self._csv = csv.DictWriter(self._file, COLUMNS) if self.path.suffix == ".csv" else None
-        if self._csv:
-            self._csv.writeheader()
+        # Each process writes its rows, with their positions in the input, to its own part; the output
+        # appears under its name only once complete, so a crashed or killed run never leaves a truncated
+        # file that looks finished.
+        self._file = self._part(trainer.global_rank).open("w", encoding="utf-8")
         self.rows = 0
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ):
-        for row in zip(*(prediction[column] for column in COLUMNS), strict=True):
-            record = dict(zip(COLUMNS, row, strict=True))
-            if self._csv:
-                self._csv.writerow(record)
-            else:
-                self._file.write(json.dumps(record) + "\n")
+        for row in zip(prediction["index"], *(prediction[column] for column in COLUMNS), strict=True):
+            self._file.write(json.dumps(row) + "\n")
         self.rows += len(prediction["id"])
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._file.close()
-        self._partial.replace(self.path)
-        rank_zero_info(f"Wrote {self.rows} predictions to {self.path}")
+        trainer.strategy.barrier()  # every part is complete
+        if trainer.is_global_zero:
+            self._merge([self._part(rank) for rank in range(trainer.world_size)])
+        trainer.strategy.barrier()
+
+    def _merge(self, parts: list[Path]) -> None:
+        """Interleave the parts by input position (each is in order already), streaming, into the output."""
+        partial = self.path.with_name(self.path.name + ".partial")
+        handles = [part.open(encoding="utf-8") for part in parts]
+        rows = heapq.merge(*((json.loads(line) for line in handle) for handle in handles))
+        written = 0
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            table = csv.writer(out) if self.path.suffix == ".csv" else None
+            if table:
+                table.writerow(COLUMNS)
+            for _, *values in rows:
+                if table:
+                    table.writerow(values)
+                else:
+                    out.write(json.dumps(dict(zip(COLUMNS, values, strict=True))) + "\n")
+                written += 1
+        for handle, part in zip(handles, parts, strict=True):
+            handle.close()
+            part.unlink()
+        partial.replace(self.path)
+        rank_zero_info(f"Wrote {written} predictions to {self.path}")

@@ -68,3 +68,26 @@ def test_ddp_pre_training_syncs_perplexity(tiny_model, text_dataset, workdir):
         float(one_process.trainer.callback_metrics["val/perplexity"]), rel=1e-4
     )
     assert saved["global_step"] > 0
+
+
+def test_ddp_predict_writes_one_file_in_input_order(tiny_model, hub_dataset, workdir, best_checkpoint):
+    reviews = workdir / "reviews.txt"
+    words = ["wonderful", "awful", "the plot", "boring", "superb acting", "a film"]
+    reviews.write_text("\n".join(f"{words[i % 6]} {words[(i * 7) % 6]} {i}" for i in range(37)) + "\n")
+    args = [
+        *tiny_args(tiny_model, hub_dataset),
+        f"--ckpt_path={best_checkpoint}",
+        f"--data.predict_file={reviews}",
+    ]
+    cli_main(["predict", *args, f"--predictions.output_file={workdir / 'one.csv'}"])
+    # Batches of 16: rank 0 gets reviews 1-16 and 33-37, rank 1 reviews 17-32; 2 DataLoader workers each.
+    many = ["--data.num_workers=2", f"--predictions.output_file={workdir / 'two.csv'}"]
+    run(workdir, "predict", *args, *DDP, *many)
+
+    one, two = ((workdir / name).read_text().splitlines() for name in ("one.csv", "two.csv"))
+    assert len(two) == 38 and [row.split(",")[:2] for row in two] == [row.split(",")[:2] for row in one]
+    for a, b in zip(one[1:], two[1:], strict=True):
+        assert [float(x) for x in a.split(",")[2:]] == pytest.approx(
+            [float(x) for x in b.split(",")[2:]], abs=1e-5
+        )
+    assert not list(workdir.glob("*.partial"))
