@@ -1,10 +1,13 @@
-"""Checkpoint files that are whole or absent, whatever moment a job is killed at."""
+"""Checkpoints that are whole or absent whatever moment a job is killed at, and that resume exactly."""
 
 import os
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
@@ -31,3 +34,48 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             file.flush()
             os.fsync(file.fileno())
         os.replace(partial, target)
+
+
+class ExactResume(Callback):
+    """Makes a run resumed from a mid-epoch checkpoint go on exactly as if it had never stopped.
+
+    Lightning saves the model, optimizer, scheduler, loops and the position of a StatefulDataLoader, but
+    (1) not the random generators' states (torch, CUDA, NumPy, Python: dropout, MLM masking), which this
+    callback keeps in every checkpoint, as plain lists and tensors so checkpoints still load with
+    `weights_only`; and (2) it never applies the saved data position when `configure_optimizers` asked for
+    `trainer.estimated_stepping_batches`, as ours do: that builds the training iterator before the
+    checkpoint is restored, and the fit loop then keeps it. Both are applied at `on_train_start`, after
+    everything that draws random numbers while a run starts (Lightning 2.6).
+    """
+
+    def __init__(self):
+        self._saved: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_state, python_state = np.random.get_state(), random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+            "python": [python_state[0], list(python_state[1]), python_state[2]],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._saved = state_dict
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        loop = trainer.fit_loop
+        positions, loop._combined_loader_states_to_load = loop._combined_loader_states_to_load, []
+        # From an end-of-epoch checkpoint the next epoch starts from its beginning anyway.
+        if positions and loop._combined_loader is not None and loop.restarted_mid_epoch:
+            loop._combined_loader._load_state_dicts(positions)
+            iter(loop._data_fetcher)  # a fresh iterator, from the restored position
+        if self._saved is not None:
+            saved, self._saved = self._saved, None
+            torch.set_rng_state(saved["torch"])
+            if torch.cuda.is_available() and len(saved["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(saved["cuda"])
+            name, keys, *rest = saved["numpy"]
+            np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+            version, internal, gauss = saved["python"]
+            random.setstate((version, tuple(internal), gauss))

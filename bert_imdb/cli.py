@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from bert_imdb.checkpointing import AtomicCheckpointIO
+from bert_imdb.checkpointing import AtomicCheckpointIO, ExactResume
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
@@ -72,11 +72,23 @@ class BertImdbCLI(LightningCLI):
                 # for MLM), and a file name that carries its value.
                 "checkpoint.monitor": "auto",
                 "checkpoint.mode": "auto",
-                "checkpoint.save_last": True,
                 # Metric names hold a slash, so Lightning must not insert them into the file name itself.
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        # last.ckpt, what `--ckpt_path last` and preempted jobs resume from, comes from a second
+        # ModelCheckpoint that saves the newest state every epoch (and every N steps if asked):
+        # `save_last` on the first one only writes it when the monitored metric improved.
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults(
+            {
+                "last_checkpoint.filename": "last",
+                "last_checkpoint.monitor": None,
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.enable_version_counter": False,
+            }
+        )
+        parser.add_lightning_class_args(ExactResume, "exact_resume")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(TokenThroughputMonitor, "throughput")

@@ -8,6 +8,7 @@ from itertools import chain
 import lightning as L
 from datasets import Dataset
 from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import (
     DataCollatorForLanguageModeling,
     DataCollatorForTokenClassification,
@@ -335,7 +336,8 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
         self.datasets.update(self._prepared(["train", "val"] if stage == "fit" else ["val"]))
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+        # Stateful: a run resumed from a mid-epoch checkpoint goes on with the batches it had not seen.
+        return StatefulDataLoader(
             self.datasets["train"],
             batch_size=self.hparams.batch_size,
             shuffle=True,
@@ -348,7 +350,7 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(
+        return StatefulDataLoader(
             self.datasets["val"],
             batch_size=self.hparams.eval_batch_size,
             # Pads input ids with [PAD] and the fixed labels with -100.

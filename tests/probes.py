@@ -68,3 +68,17 @@ class MarkTraining(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             self.path.touch()
+
+
+class KillAtStep(L.Callback):
+    def __init__(self, step: int):
+        """SIGKILL the run once it has finished optimizer step `step`.
+
+        Args:
+            step: The global step to die at.
+        """
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -76,7 +76,7 @@ def test_mlm_export_loads_as_masked_lm_and_starts_a_classifier(
 ):
     model = tiny_pretraining_model if nsp else tiny_model
     fit = cli_main(["fit", *mlm_args(model, text_dataset, f"--model.nsp={str(nsp).lower()}")])
-    last = Path(fit.trainer.checkpoint_callback.last_model_path)
+    last = Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt"
     out = workdir / "exported-mlm"
     cli_main(["export", f"--ckpt_path={last}", f"--output_dir={out}"])
 
