@@ -3,8 +3,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import REPO, tiny_args
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bert_imdb.cli import cli_main
 
@@ -38,6 +40,12 @@ def test_a_kill_while_writing_last_ckpt_leaves_the_previous_one_loadable(tiny_mo
     assert Path(resumed.trainer.log_dir).resolve() == checkpoints.parent
     assert resumed.trainer.global_step == 3 * steps_per_epoch
     assert not (checkpoints / "last.ckpt.partial").exists()
+
+
+def last_scalar(run_folder: Path, tag: str) -> float:
+    events = EventAccumulator(str(run_folder))
+    events.Reload()
+    return events.Scalars(tag)[-1].value
 
 
 def fit(cwd: Path, args: list[str], *extra: str) -> subprocess.CompletedProcess:
@@ -78,3 +86,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tiny_model, hub_data
         float((expected["state_dict"][k] - got["state_dict"][k]).abs().max()) for k in expected["state_dict"]
     )
     assert largest < 1e-5, f"the resumed run ended elsewhere (largest difference {largest:.2e})"
+    for metric in ("val/acc", "val/loss"):
+        whole_value, resumed_value = (
+            last_scalar(workdir / folder / "lightning_logs" / "tiny" / "version_0", metric)
+            for folder in ("whole", "killed")
+        )
+        assert resumed_value == pytest.approx(whole_value, abs=1e-5)
