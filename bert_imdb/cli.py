@@ -126,7 +126,7 @@ class BertImdbCLI(LightningCLI):
             # PredictionWriter writes every batch out; the Trainer keeping them all too would hold a whole
             # file's predictions in memory.
             config.return_predictions = False
-        if self.subcommand == "fit" and config.ckpt_path == "last" and config.checkpoint.dirpath is None:
+        if self.subcommand == "fit" and config.ckpt_path == "last" and config.last_checkpoint.dirpath is None:
             resumed = self._continue_last_run(config.trainer.logger)
             if resumed is not None:
                 _check_same_setup(resumed, config)
