@@ -14,6 +14,7 @@ os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="bert_imdb_test_datase
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import pytest
+import torch
 from datasets import ClassLabel, Dataset, Features, Value
 from transformers import BertConfig, BertForPreTraining, BertModel, BertTokenizerFast
 
@@ -60,6 +61,7 @@ def tiny_model(tmp_path_factory) -> str:
         intermediate_size=64,
         max_position_embeddings=128,
     )
+    torch.manual_seed(0)  # the same random model in every session: a failure can be reproduced
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
@@ -70,6 +72,7 @@ def tiny_pretraining_model(tiny_model, tmp_path_factory) -> str:
     """The tiny BERT with both pre-training heads (masked LM and next sentence prediction), like
     bert-base-uncased; the bare `tiny_model` has neither, like all-MiniLM-L6-v2."""
     folder = tmp_path_factory.mktemp("tiny-bert-pretraining")
+    torch.manual_seed(0)
     BertForPreTraining(BertConfig.from_pretrained(tiny_model)).save_pretrained(folder)
     BertTokenizerFast.from_pretrained(tiny_model).save_pretrained(folder)
     return str(folder)

@@ -28,16 +28,18 @@ def test_perplexity_is_exp_of_the_mean_masked_token_loss(tiny_model, text_datase
     (metrics,) = trainer(tmp_path).validate(module, datamodule=dm, verbose=False)
     # The same, by hand: every masked token of the validation set weighs the same, whatever its batch.
     module.eval()
-    total, count = 0.0, 0
+    total, count, correct = 0.0, 0, 0
     with torch.no_grad():
         for batch in dm.val_dataloader():
-            logits = module.model(**batch).logits
-            total += float(F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), reduction="sum"))
-            count += int((batch["labels"] != -100).sum())
+            logits, labels = module.model(**batch).logits, batch["labels"]
+            total += float(F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum"))
+            masked = labels != -100
+            count += int(masked.sum())
+            correct += int((logits.argmax(-1) == labels)[masked].sum())
     assert count > 100
     assert metrics["val/mlm_loss"] == pytest.approx(total / count, rel=1e-4)
     assert metrics["val/perplexity"] == pytest.approx(math.exp(total / count), rel=1e-4)
-    assert 0 < metrics["val/masked_acc"] < 1
+    assert metrics["val/masked_acc"] == pytest.approx(correct / count, abs=1e-6)
 
 
 def test_perplexity_does_not_overflow():
