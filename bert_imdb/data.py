@@ -4,6 +4,7 @@ import codecs
 import csv
 import json
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 from datasets import ClassLabel, Dataset, DatasetDict, Value, concatenate_datasets, load_dataset
@@ -20,10 +21,37 @@ LABEL_NAMES = ["neg", "pos"]
 PREDICT_SUFFIXES = (".txt", ".csv", ".jsonl")
 
 
-def tokenize(batch: dict, tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict:
+TRUNCATIONS = ("head", "tail", "head+tail")
+
+
+def tokenize(
+    batch: dict, tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: str = "head"
+) -> dict:
     """The `datasets.map` function. Module level and free of state, so its fingerprint is stable and a
-    second run (or the `setup` after `prepare_data`) loads the cached result instead of re-tokenizing."""
-    return tokenizer(batch["text"], truncation=True, max_length=max_length)
+    second run (or the `setup` after `prepare_data`) loads the cached result instead of re-tokenizing.
+
+    Reviews longer than `max_length` keep their first tokens ("head", the tokenizer's own truncation),
+    their last ("tail"), or both ("head+tail": the first quarter of the budget and the end, 128 + 382 at
+    512, which Sun et al. 2019 found best for IMDb). Tokenizers truncate at one end only, hence the code.
+    """
+    if truncation == "head":
+        return tokenizer(batch["text"], truncation=True, max_length=max_length)
+    budget = max_length - tokenizer.num_special_tokens_to_add()
+    head = budget // 4 if truncation == "head+tail" else 0
+    encoded = tokenizer(batch["text"], return_special_tokens_mask=True)
+    out = {key: [] for key in encoded if key != "special_tokens_mask"}
+    for i, special in enumerate(encoded["special_tokens_mask"]):
+        # The special tokens the tokenizer put around the review ([CLS] ... [SEP] for BERT) stay.
+        start = special.index(0) if 0 in special else len(special)
+        end = len(special) - (special[::-1].index(0) if 0 in special else 0)
+        cut = end - start > budget
+        for key in out:
+            values = encoded[key][i]
+            middle = values[start:end]
+            if cut:
+                middle = middle[:head] + middle[len(middle) - (budget - head) :]
+            out[key].append(values[:start] + middle + values[end:])
+    return out
 
 
 ACL_IMDB_LABELS = {"neg": 0, "pos": 1, "unsup": -1}  # -1: unlabelled, as in stanfordnlp/imdb
@@ -238,10 +266,11 @@ class ReviewStream(IterableDataset):
         tokenizer: PreTrainedTokenizerBase,
         max_length: int,
         batch_size: int,
+        truncation: str = "head",
         rank: int = 0,
         world_size: int = 1,
     ):
-        self.path, self.reviews, self.tokenizer = path, reviews, tokenizer
+        self.path, self.reviews, self.tokenizer, self.truncation = path, reviews, tokenizer, truncation
         self.max_length, self.batch_size, self.rank, self.world_size = (
             max_length,
             batch_size,
@@ -262,7 +291,7 @@ class ReviewStream(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         for index, row in enumerate(iter_reviews(self.path)):
             if self._mine(index, worker, workers):
-                encoded = tokenize({"text": row["text"]}, self.tokenizer, self.max_length)
+                encoded = tokenize({"text": row["text"]}, self.tokenizer, self.max_length, self.truncation)
                 yield {"index": index, "id": row["id"], **encoded}
 
 
@@ -270,8 +299,8 @@ class CollateWithStrings:
     """DataCollatorWithPadding for batches that also carry positions, ids or review texts, which are no
     model inputs: they pass through as lists."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase):
-        self.pad = DataCollatorWithPadding(tokenizer)
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None):
+        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     def __call__(self, features: list[dict]) -> dict:
         strings = {
@@ -286,6 +315,8 @@ class IMDbDataModule(L.LightningDataModule):
         dataset: str = "stanfordnlp/imdb",
         tokenizer_name_or_path: str = "bert-base-uncased",
         max_length: int = 512,
+        truncation: Literal["head", "tail", "head+tail"] = "head",
+        pad_to_multiple_of: int | None = None,
         batch_size: int = 32,
         eval_batch_size: int = 64,
         val_fraction: float = 0.1,
@@ -302,6 +333,9 @@ class IMDbDataModule(L.LightningDataModule):
             dataset: Hub id, local folder laid out like stanfordnlp/imdb, or an extracted aclImdb/ folder.
             tokenizer_name_or_path: Tokenizer to use; linked to model.model_name_or_path by the CLI.
             max_length: Reviews are truncated to this many tokens (special tokens included).
+            truncation: Which tokens of a longer review to keep: its first, its last, or both ("head+tail":
+                the first quarter of max_length and the end). Exported models truncate at the head only.
+            pad_to_multiple_of: Pad each batch to a multiple of this many tokens (e.g. 8, for tensor cores).
             batch_size: Training reviews per batch (per device).
             eval_batch_size: Validation, test and predict reviews per batch (per device).
             val_fraction: Share of the train split held out for validation; test never picks checkpoints.
@@ -315,10 +349,14 @@ class IMDbDataModule(L.LightningDataModule):
         super().__init__()
         if not 0 < val_fraction < 1:
             raise UserError(f"data.val_fraction={val_fraction} must lie between 0 and 1, e.g. 0.1")
+        if truncation not in TRUNCATIONS:
+            raise UserError(f"data.truncation={truncation!r} is unknown: use one of {', '.join(TRUNCATIONS)}")
+        if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
+            raise UserError(f"data.pad_to_multiple_of={pad_to_multiple_of} must be at least 1, e.g. 8")
         check_max_length(tokenizer_name_or_path, max_length)
         self.save_hyperparameters()
         self.tokenizer = load_tokenizer(tokenizer_name_or_path)
-        self.collate = CollateWithStrings(self.tokenizer)
+        self.collate = CollateWithStrings(self.tokenizer, pad_to_multiple_of)
         self.datasets: dict[str, Dataset] = {}
 
     def _tokenized_splits(self, names: list[str]) -> dict[str, Dataset]:
@@ -339,7 +377,11 @@ class IMDbDataModule(L.LightningDataModule):
             .map(
                 tokenize,
                 batched=True,
-                fn_kwargs={"tokenizer": self.tokenizer, "max_length": hp.max_length},
+                fn_kwargs={
+                    "tokenizer": self.tokenizer,
+                    "max_length": hp.max_length,
+                    "truncation": hp.truncation,
+                },
                 # Evaluation keeps the text, to show the most confidently wrong reviews in TensorBoard.
                 remove_columns=["text"] if name == "train" else [],
                 desc=f"Tokenizing {name}",
@@ -369,6 +411,7 @@ class IMDbDataModule(L.LightningDataModule):
                 self.tokenizer,
                 self.hparams.max_length,
                 self.hparams.eval_batch_size,
+                truncation=self.hparams.truncation,
                 rank=self.trainer.global_rank if self.trainer else 0,
                 world_size=self.trainer.world_size if self.trainer else 1,
             )

@@ -1,12 +1,14 @@
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 from conftest import IMDB_FEATURES, make_rows
 from datasets import Dataset
+from transformers import AutoTokenizer
 
-from bert_imdb.data import IMDbDataModule, iter_reviews, load_imdb, scan_reviews
+from bert_imdb.data import IMDbDataModule, iter_reviews, load_imdb, scan_reviews, tokenize
 from bert_imdb.errors import UserError
 
 
@@ -149,3 +151,36 @@ def test_bad_predict_files_are_named(tmp_path, name, content, message):
         path.write_bytes(content)
     with pytest.raises(UserError, match=message):
         scan_reviews(str(path))
+
+
+def test_truncation_keeps_the_head_the_tail_or_both(tiny_model):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    long_review = " ".join(["great"] * 10 + ["the", "movie"] * 100 + ["awful"] * 10)
+    short_review = "a wonderful film"
+    full = tokenizer(long_review, add_special_tokens=False)["input_ids"]
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    expected = {"head": full[:30], "tail": full[-30:], "head+tail": full[:7] + full[-23:]}  # 32 - 2 special
+    for truncation, kept in expected.items():
+        out = tokenize({"text": [long_review, short_review]}, tokenizer, 32, truncation)
+        assert out["input_ids"][0] == [cls, *kept, sep]
+        assert out["attention_mask"][0] == [1] * 32
+        assert out["input_ids"][1] == tokenizer(short_review)["input_ids"]
+
+
+def test_batches_can_be_padded_to_a_multiple(tiny_model, hub_dataset):
+    dm = datamodule(tiny_model, hub_dataset, batch_size=4, pad_to_multiple_of=8)
+    dm.setup("fit")
+    widths = {batch["input_ids"].shape[1] for batch in dm.train_dataloader()}
+    assert widths and all(width % 8 == 0 for width in widths)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"truncation": "middle"}, "data.truncation='middle' is unknown: use one of head, tail, head+tail"),
+        ({"pad_to_multiple_of": 0}, "data.pad_to_multiple_of=0 must be at least 1"),
+    ],
+)
+def test_bad_speed_settings_are_named(tiny_model, hub_dataset, settings, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        datamodule(tiny_model, hub_dataset, **settings)
