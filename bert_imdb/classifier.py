@@ -14,8 +14,7 @@ from torchmetrics.classification import (
 from transformers import AutoModelForSequenceClassification
 
 from bert_imdb.data import LABEL_NAMES
-from bert_imdb.errors import UserError
-from bert_imdb.optimization import adamw_with_linear_warmup
+from bert_imdb.optimization import adamw_with_linear_warmup, check_warmup_ratio
 from bert_imdb.pretrained import from_pretrained
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -42,8 +41,7 @@ class SentimentClassifier(L.LightningModule):
             warmup_ratio: Share of all optimizer steps spent warming the learning rate up from zero.
         """
         super().__init__()
-        if not 0 <= warmup_ratio < 1:
-            raise UserError(f"model.warmup_ratio={warmup_ratio} must lie in [0, 1), e.g. 0.1")
+        check_warmup_ratio(warmup_ratio)
         self.save_hyperparameters()
         self.model = from_pretrained(
             AutoModelForSequenceClassification,

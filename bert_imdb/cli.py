@@ -99,10 +99,11 @@ class BertImdbCLI(LightningCLI):
         # Before LightningCLI reads the checkpoint's hyperparameters, which fails with a traceback.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if _is_file_path(ckpt_path):
+        if _is_file_path(ckpt_path) and subcommand == "fit":
+            # Also before LightningCLI replaces the model's arguments by the checkpoint's.
+            _check_same_setup(ckpt_path, self.config[subcommand])
+        elif _is_file_path(ckpt_path):
             check_checkpoint_file(ckpt_path)
-            if subcommand == "fit":  # before LightningCLI replaces the model's arguments by the checkpoint's
-                _check_same_setup(ckpt_path, self.config[subcommand])
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
@@ -177,11 +178,12 @@ def _check_same_setup(ckpt_path: str | Path, config) -> None:
         "model": checkpoint["hyper_parameters"],
         "data": checkpoint.get("datamodule_hyper_parameters", {}),
     }
-    saved_class = saved["model"].get("_class_path", config.model.class_path).rpartition(".")[2]
-    if saved_class != config.model.class_path.rpartition(".")[2]:
+    built = config.model.class_path.rpartition(".")[2]
+    saved_class = saved["model"].get("_class_path", built).rpartition(".")[2]
+    if saved_class != built:
         raise UserError(
-            f"checkpoint {ckpt_path} holds a {saved_class}, the config builds a "
-            f"{config.model.class_path.rpartition('.')[2]}: resume with the run's own config.yaml"
+            f"checkpoint {ckpt_path} holds a {saved_class}, the config builds a {built}: "
+            "resume with the run's own config.yaml"
         )
     for section, key in RESUME_MUST_MATCH:
         then, now = saved[section].get(key), config[section].init_args.get(key)

@@ -270,13 +270,9 @@ class ReviewStream(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
     ):
-        self.path, self.reviews, self.tokenizer, self.truncation = path, reviews, tokenizer, truncation
-        self.max_length, self.batch_size, self.rank, self.world_size = (
-            max_length,
-            batch_size,
-            rank,
-            world_size,
-        )
+        self.path, self.reviews, self.tokenizer = path, reviews, tokenizer
+        self.max_length, self.truncation, self.batch_size = max_length, truncation, batch_size
+        self.rank, self.world_size = rank, world_size
 
     def _mine(self, index: int, worker: int, workers: int) -> bool:
         return (index // self.batch_size) % (self.world_size * workers) == self.rank * workers + worker

@@ -6,6 +6,14 @@ from torch import nn
 from transformers import get_linear_schedule_with_warmup
 from transformers.trainer_pt_utils import get_parameter_names
 
+from bert_imdb.errors import UserError
+
+
+def check_warmup_ratio(warmup_ratio: float) -> None:
+    """Fail at construction, not at the first optimizer step, on a warmup share outside [0, 1)."""
+    if not 0 <= warmup_ratio < 1:
+        raise UserError(f"model.warmup_ratio={warmup_ratio} must lie in [0, 1), e.g. 0.1")
+
 
 def adamw_with_linear_warmup(module: L.LightningModule) -> dict:
     """AdamW without weight decay on biases and LayerNorm, warmed up over `warmup_ratio` of all optimizer

@@ -9,7 +9,7 @@ from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 from transformers import AutoConfig, AutoModelForMaskedLM, BertForPreTraining
 
 from bert_imdb.errors import UserError
-from bert_imdb.optimization import adamw_with_linear_warmup
+from bert_imdb.optimization import adamw_with_linear_warmup, check_warmup_ratio
 from bert_imdb.pretrained import from_pretrained
 
 # exp() of a mean loss above about 88.7 overflows float32 (a diverged run): perplexity is capped at exp(88).
@@ -61,8 +61,7 @@ class MaskedLanguageModel(L.LightningModule):
             warmup_ratio: Share of all optimizer steps spent warming the learning rate up from zero.
         """
         super().__init__()
-        if not 0 <= warmup_ratio < 1:
-            raise UserError(f"model.warmup_ratio={warmup_ratio} must lie in [0, 1), e.g. 0.1")
+        check_warmup_ratio(warmup_ratio)
         self.save_hyperparameters()
         if nsp:
             self.model = load_nsp_model(model_name_or_path)
