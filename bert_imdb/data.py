@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import lightning as L
+import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Value, concatenate_datasets, load_dataset
 from datasets.exceptions import DatasetNotFoundError
 from lightning.pytorch.utilities import rank_zero_info
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
+from bert_imdb.batching import LengthGroupedSampler, token_lengths
 from bert_imdb.errors import UserError
 from bert_imdb.pretrained import check_max_length, load_tokenizer
 
@@ -287,8 +289,9 @@ class ReviewStream(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         for index, row in enumerate(iter_reviews(self.path)):
             if self._mine(index, worker, workers):
-                encoded = tokenize({"text": row["text"]}, self.tokenizer, self.max_length, self.truncation)
-                yield {"index": index, "id": row["id"], **encoded}
+                # A batch of one: tokenize is the batched `datasets.map` function.
+                encoded = tokenize({"text": [row["text"]]}, self.tokenizer, self.max_length, self.truncation)
+                yield {"index": index, "id": row["id"], **{key: value[0] for key, value in encoded.items()}}
 
 
 class CollateWithStrings:
@@ -305,15 +308,35 @@ class CollateWithStrings:
         return {**self.pad(features), **strings}
 
 
+def imdb_subsets(
+    dataset: str,
+    seed: int,
+    max_train: int | None = None,
+    max_val: int | None = None,
+    max_test: int | None = None,
+    val_fraction: float = 0.1,
+) -> dict[str, Dataset]:
+    """The reviews a run uses: a stratified, seeded `val_fraction` of train held out for validation,
+    the first `max_*` of each part (of a seeded shuffle, for test). The benchmark's peer uses it too."""
+    imdb = load_imdb(dataset)
+    held_out = imdb["train"].train_test_split(test_size=val_fraction, seed=seed, stratify_by_column="label")
+    return {
+        "train": _take(held_out["train"], max_train, "train", "max_train_samples"),
+        "val": _take(held_out["test"], max_val, "validation", "max_val_samples"),
+        "test": _take(imdb["test"].shuffle(seed=seed), max_test, "test", "max_test_samples"),
+    }
+
+
 class IMDbDataModule(L.LightningDataModule):
     def __init__(
         self,
         dataset: str = "stanfordnlp/imdb",
         tokenizer_name_or_path: str = "bert-base-uncased",
         max_length: int = 512,
-        truncation: Literal["head", "tail", "head+tail"] = "head",
+        truncation: Literal["head", "tail", "head+tail"] = "head+tail",
         pad_to_multiple_of: int | None = None,
         batch_size: int = 32,
+        group_by_length: bool = True,
         eval_batch_size: int = 64,
         val_fraction: float = 0.1,
         max_train_samples: int | None = None,
@@ -321,6 +344,7 @@ class IMDbDataModule(L.LightningDataModule):
         max_test_samples: int | None = None,
         predict_file: str | None = None,
         num_workers: int = 0,
+        num_proc: int | None = None,
         seed: int = 42,
     ):
         """IMDb movie reviews for sentiment classification.
@@ -330,9 +354,12 @@ class IMDbDataModule(L.LightningDataModule):
             tokenizer_name_or_path: Tokenizer to use; linked to model.model_name_or_path by the CLI.
             max_length: Reviews are truncated to this many tokens (special tokens included).
             truncation: Which tokens of a longer review to keep: its first, its last, or both ("head+tail":
-                the first quarter of max_length and the end). Exported models truncate at the head only.
+                the first quarter of max_length and the end, the most accurate on IMDb). A pipeline on an
+                exported model truncates at the head: predict with "head" to match it exactly.
             pad_to_multiple_of: Pad each batch to a multiple of this many tokens (e.g. 8, for tensor cores).
             batch_size: Training reviews per batch (per device).
+            group_by_length: Put reviews of similar length in the same training batch (shuffled batches),
+                so little of each batch is padding. Evaluation always runs longest reviews first.
             eval_batch_size: Validation, test and predict reviews per batch (per device).
             val_fraction: Share of the train split held out for validation; test never picks checkpoints.
             max_train_samples: Train on the first N reviews of the seeded shuffle (all when unset).
@@ -340,6 +367,8 @@ class IMDbDataModule(L.LightningDataModule):
             max_test_samples: Test on the first N reviews of the seeded shuffle of the test split.
             predict_file: Reviews for `predict`: .txt (one per line), .csv or .jsonl with a text column.
             num_workers: DataLoader worker processes.
+            num_proc: Processes that tokenize (datasets.map); one is enough unless the machine has cores
+                to spare: the tokenizer is already fast.
             seed: Seed of the shuffles that pick subsets; linked to seed_everything by the CLI.
         """
         super().__init__()
@@ -357,19 +386,16 @@ class IMDbDataModule(L.LightningDataModule):
 
     def _tokenized_splits(self, names: list[str]) -> dict[str, Dataset]:
         hp = self.hparams
-        imdb = load_imdb(hp.dataset)
-        held_out = imdb["train"].train_test_split(
-            test_size=hp.val_fraction, seed=hp.seed, stratify_by_column="label"
+        subsets = imdb_subsets(
+            hp.dataset,
+            hp.seed,
+            hp.max_train_samples,
+            hp.max_val_samples,
+            hp.max_test_samples,
+            hp.val_fraction,
         )
-        subsets = {
-            "train": lambda: _take(held_out["train"], hp.max_train_samples, "train", "max_train_samples"),
-            "val": lambda: _take(held_out["test"], hp.max_val_samples, "validation", "max_val_samples"),
-            "test": lambda: _take(
-                imdb["test"].shuffle(seed=hp.seed), hp.max_test_samples, "test", "max_test_samples"
-            ),
-        }
         return {
-            name: subsets[name]()
+            name: subsets[name]
             .map(
                 tokenize,
                 batched=True,
@@ -381,6 +407,7 @@ class IMDbDataModule(L.LightningDataModule):
                 # Evaluation keeps the text, to show the most confidently wrong reviews in TensorBoard.
                 remove_columns=["text"] if name == "train" else [],
                 desc=f"Tokenizing {name}",
+                num_proc=hp.num_proc,
             )
             .rename_column("label", "labels")
             for name in names
@@ -413,22 +440,38 @@ class IMDbDataModule(L.LightningDataModule):
             )
         else:
             splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}[stage]
-            self.datasets.update(self._tokenized_splits(splits))
+            for name, data in self._tokenized_splits(splits).items():
+                if name != "train":
+                    # Longest first: batches of similar length pad little, and running out of memory
+                    # shows on the first batch. Metrics do not depend on the order.
+                    data = data.select(np.argsort(-token_lengths(data), kind="stable"))
+                self.datasets[name] = data
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, shuffle: bool = False, sampler=None) -> DataLoader:
         # Stateful: Lightning saves how far through the epoch it is, so a run resumed from a mid-epoch
         # checkpoint goes on with the batches it had not seen, in the same order.
         return StatefulDataLoader(
             self.datasets[split],
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             collate_fn=self.collate,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
+        hp = self.hparams
+        if not hp.group_by_length:
+            return self._loader("train", hp.batch_size, shuffle=True)
+        sampler = LengthGroupedSampler(
+            token_lengths(self.datasets["train"]),
+            hp.batch_size,
+            num_replicas=self.trainer.world_size if self.trainer else 1,
+            rank=self.trainer.global_rank if self.trainer else 0,
+            seed=hp.seed,
+        )
+        return self._loader("train", hp.batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.hparams.eval_batch_size)

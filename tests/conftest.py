@@ -182,7 +182,8 @@ def tiny_args(model: str, dataset: str, *extra: str) -> list[str]:
     """CLI arguments for a fast run of the tiny model on a tiny dataset, on the CPU."""
     return [
         f"--model.model_name_or_path={model}",
-        "--model.learning_rate=0.005",
+        # Learns the cue words in two epochs at 0.0015 to 0.0025 for every seed tried, grouped batches or not.
+        "--model.learning_rate=0.002",
         f"--data.dataset={dataset}",
         "--data.max_length=64",
         "--data.batch_size=8",

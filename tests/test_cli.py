@@ -97,7 +97,7 @@ def test_tensorboard_gets_scalars_figures_hparams_and_wrong_reviews(tiny_model, 
     assert expected | {"val/f1", "lr-AdamW/decay", "lr-AdamW/no_decay", "hp/val_acc"} <= set(logged)
     assert len(logged["val/acc"]) == 2  # once per epoch
     assert len(logged["train/loss"]) == fit.trainer.global_step  # every step (log_every_n_steps=1)
-    assert all(0 < fraction < 1 for _, fraction in logged["train/padding_fraction"])
+    assert all(0 <= fraction < 1 for _, fraction in logged["train/padding_fraction"])
     assert logged["hp/val_acc"][-1][1] == pytest.approx(logged["val/acc"][-1][1])
 
     events = EventAccumulator(str(event_file), size_guidance={"tensors": 0, "images": 0})
