@@ -1,5 +1,7 @@
 """SentimentClassifier: a Hugging Face BERT with a two-class head, fine-tuned on IMDb reviews."""
 
+from typing import Literal
+
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -16,12 +18,13 @@ from transformers import AutoModelForSequenceClassification
 from bert_imdb.data import LABEL_NAMES
 from bert_imdb.optimization import adamw_with_linear_warmup, check_warmup_ratio
 from bert_imdb.pretrained import from_pretrained
+from bert_imdb.throughput import CountsFlops
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 CONFIDENTLY_WRONG_SHOWN = 10
 
 
-class SentimentClassifier(L.LightningModule):
+class SentimentClassifier(CountsFlops, L.LightningModule):
     # What the CLI's ModelCheckpoint keeps the best of, unless told otherwise.
     checkpoint_metric = ("val/acc", "max")
 
@@ -31,6 +34,9 @@ class SentimentClassifier(L.LightningModule):
         learning_rate: float = 2e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
+        attention_dropout: float | None = 0.0,
+        attn_implementation: Literal["sdpa", "eager"] = "sdpa",
+        compile: bool = False,
     ):
         """BERT fine-tuned for IMDb sentiment (neg/pos).
 
@@ -39,6 +45,13 @@ class SentimentClassifier(L.LightningModule):
             learning_rate: Peak AdamW learning rate, reached after warmup and decayed linearly to zero.
             weight_decay: AdamW weight decay, applied to all weights but biases and LayerNorm.
             warmup_ratio: Share of all optimizer steps spent warming the learning rate up from zero.
+            attention_dropout: Dropout on attention weights while training; null keeps the model's own
+                (0.1 for BERT). At 0, PyTorch's fused attention kernel runs instead of an explicit
+                attention matrix and its dropout mask: training steps 1.6x faster on CPU (README).
+            attn_implementation: "sdpa", PyTorch's fused scaled_dot_product_attention, or "eager",
+                transformers' reference implementation (slower; measured in the README).
+            compile: torch.compile the model, with dynamic shapes so batches of new lengths do not
+                recompile. Checkpoints keep the plain parameter names.
         """
         super().__init__()
         check_warmup_ratio(warmup_ratio)
@@ -51,9 +64,14 @@ class SentimentClassifier(L.LightningModule):
             label2id={name: i for i, name in enumerate(LABEL_NAMES)},
             # Full precision weights: mixed precision is the Trainer's job (`trainer.precision`).
             dtype=torch.float32,
+            attn_implementation=attn_implementation,
+            **({} if attention_dropout is None else {"attention_probs_dropout_prob": attention_dropout}),
         )
         # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
         self.model.train()
+        if compile:
+            # In place (nn.Module.compile), not torch.compile(model): the state dict keeps its key names.
+            self.model.compile(dynamic=True)
         scores = MetricCollection({"acc": BinaryAccuracy(), "f1": BinaryF1Score()})
         plots = MetricCollection(
             {
@@ -67,12 +85,14 @@ class SentimentClassifier(L.LightningModule):
 
     def _run(self, batch: dict):
         """The Hugging Face model on a batch, without the ids and texts that ride along with it."""
+        self.count(batch)
         return self.model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS})
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self._run(batch).logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.count(batch)
         loss = self.model(**batch).loss
         mask = batch["attention_mask"]
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)

@@ -11,6 +11,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, BertForPreTraining
 from bert_imdb.errors import UserError
 from bert_imdb.optimization import adamw_with_linear_warmup, check_warmup_ratio
 from bert_imdb.pretrained import from_pretrained
+from bert_imdb.throughput import CountsFlops
 
 # exp() of a mean loss above about 88.7 overflows float32 (a diverged run): perplexity is capped at exp(88).
 MAX_LOG_PERPLEXITY = 88.0
@@ -39,7 +40,7 @@ def load_nsp_model(name: str) -> BertForPreTraining:
     return model
 
 
-class MaskedLanguageModel(L.LightningModule):
+class MaskedLanguageModel(CountsFlops, L.LightningModule):
     # What the CLI's ModelCheckpoint keeps the best of, unless told otherwise.
     checkpoint_metric = ("val/loss", "min")
 
@@ -77,11 +78,13 @@ class MaskedLanguageModel(L.LightningModule):
         self.val_nsp_acc = BinaryAccuracy() if nsp else None
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.count(batch)
         loss = self.model(**batch).loss
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.count(batch)
         output = self.model(**batch)
         logits = output.prediction_logits if self.hparams.nsp else output.logits
         labels = batch["labels"]

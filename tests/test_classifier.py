@@ -1,5 +1,6 @@
 import lightning as L
 import pytest
+import torch
 
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.data import IMDbDataModule
@@ -56,6 +57,32 @@ def test_no_weight_decay_on_biases_and_layernorm(tiny_model, tmp_path):
     names = {id(p): n for n, p in model.model.named_parameters()}
     decayed, exempt = ({names[id(p)] for p in g["params"]} for g in optimizer.param_groups)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.05, 0.0]
+    assert optimizer.defaults["fused"]  # one kernel for all parameters
     assert exempt == {n for n in names.values() if n.endswith("bias") or "LayerNorm" in n}
     assert decayed == set(names.values()) - exempt
     assert "bert.embeddings.word_embeddings.weight" in decayed
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_and_saves_plain_parameter_names(tiny_model, tiny_data, tmp_path):
+    L.seed_everything(0)
+    compiled = SentimentClassifier(tiny_model, learning_rate=2e-3, compile=True)
+    trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(compiled, tiny_data)
+    state = compiled.state_dict()
+    plain = SentimentClassifier(tiny_model)
+    assert list(state) == list(plain.state_dict())  # no "_orig_mod." in the checkpoint
+    plain.load_state_dict(state)
+    plain.eval(), compiled.eval()
+    batch = next(iter(tiny_data.val_dataloader()))
+    assert torch.allclose(plain(batch), compiled(batch), atol=1e-5)
+
+
+def test_attention_dropout_is_off_unless_asked_and_null_keeps_the_models_own(tiny_model):
+    def attention_dropout(**kwargs) -> float:
+        return SentimentClassifier(tiny_model, **kwargs).model.config.attention_probs_dropout_prob
+
+    assert attention_dropout() == 0.0
+    assert attention_dropout(attention_dropout=None) == 0.1  # BertConfig's, saved with the tiny model
+    assert attention_dropout(attention_dropout=0.2) == 0.2
+    eager = SentimentClassifier(tiny_model, attn_implementation="eager")
+    assert eager.model.config._attn_implementation == "eager"
