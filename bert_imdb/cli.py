@@ -9,12 +9,14 @@ from jsonargparse import auto_cli
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins import Precision
 
 from bert_imdb.checkpointing import AtomicCheckpointIO, ExactResume
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
 from bert_imdb.export import check_checkpoint_file, export, load_checkpoint
+from bert_imdb.precision import checked_precision
 from bert_imdb.predictions import PredictionWriter
 from bert_imdb.pretraining import MaskedLanguageModel
 from bert_imdb.pretraining_data import IMDbPretrainingDataModule
@@ -104,6 +106,14 @@ class BertImdbCLI(LightningCLI):
             _check_same_setup(ckpt_path, self.config[subcommand])
         elif _is_file_path(ckpt_path):
             check_checkpoint_file(ckpt_path)
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if checked_precision(trainer.precision, trainer.strategy.root_device) != trainer.precision:
+            # The one fallback is bf16-mixed to 32-true on the CPU. The device is known only once the
+            # Trainer is built, and a second Trainer would register the callbacks twice: swap the plugin.
+            trainer.strategy.precision_plugin = Precision()
+        return trainer
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]

@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO, tiny_args
 
 from bert_imdb.cli import cli_main
+from bert_imdb.errors import UserError
+from bert_imdb.precision import checked_precision
 
 
 def predict(tiny_model, hub_dataset, checkpoint, reviews: Path, *extra: str):
@@ -142,3 +145,36 @@ def test_remote_code_is_never_run(tiny_model, hub_dataset, workdir):
     fit = cli_main(["fit", *tiny_args(str(evil), hub_dataset, "--trainer.max_epochs=1")])
     assert type(fit.model.model).__name__ == "BertForSequenceClassification"
     assert not marker.exists()
+
+
+@pytest.fixture
+def cpu_without_bf16(monkeypatch):
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    monkeypatch.setattr("torch.cpu._is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr("torch.cpu._is_amx_tile_supported", lambda: False)
+
+
+def test_bf16_mixed_on_a_cpu_without_bf16_falls_back_to_fp32_and_says_so(
+    tiny_model, hub_dataset, workdir, cpu_without_bf16, caplog
+):
+    args = tiny_args(tiny_model, hub_dataset, "--trainer.precision=bf16-mixed", "--trainer.max_steps=2")
+    fit = cli_main(["fit", *args])
+    assert fit.trainer.precision == "32-true"
+    assert "this CPU has no bf16 arithmetic" in caplog.text and "training runs in 32-true" in caplog.text
+
+
+def test_bf16_true_on_a_cpu_without_bf16_is_refused(tiny_model, hub_dataset, workdir, cpu_without_bf16):
+    args = tiny_args(tiny_model, hub_dataset, "--trainer.precision=bf16-true")
+    message = one_line_error(lambda: cli_main(["fit", *args]))
+    assert message == (
+        "error: trainer.precision=bf16-true needs bf16 arithmetic, which this CPU lacks "
+        "(it would be emulated, many times slower than fp32): set --trainer.precision=32-true"
+    )
+    assert not (workdir / "lightning_logs").exists()  # refused before any run folder was made
+
+
+def test_bf16_on_a_gpu_without_bf16_is_refused(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda device=None: "Tesla V100")
+    with pytest.raises(UserError, match=r"this Tesla V100 lacks .*: set --trainer\.precision=16-mixed$"):
+        checked_precision("bf16-mixed", torch.device("cuda", 0))

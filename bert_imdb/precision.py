@@ -1,0 +1,42 @@
+"""bf16 only where the hardware computes in it: elsewhere it is emulated, many times slower than fp32."""
+
+import logging
+import platform
+
+import torch
+
+from bert_imdb.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        if platform.machine() in ("x86_64", "AMD64"):
+            # torch's own check (mkldnn) also accepts plain AVX-512, where oneDNN emulates bf16.
+            return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return True  # other accelerators: torch and Lightning decide
+
+
+def checked_precision(precision: str, device: torch.device) -> str:
+    """The precision to train in: `precision`, except bf16-mixed on a CPU without bf16 arithmetic, which
+    falls back to 32-true (with a warning: the same weights and updates, more exact, far faster than
+    emulated bf16). Any other bf16 where it would be emulated is refused."""
+    precision = str(precision)
+    if not precision.startswith("bf16") or bf16_supported(device):
+        return precision
+    if device.type == "cpu" and precision == "bf16-mixed":
+        log.warning(
+            "trainer.precision=bf16-mixed: this CPU has no bf16 arithmetic (it would be emulated, many "
+            "times slower than fp32), so training runs in 32-true"
+        )
+        return "32-true"
+    what = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    fix = "16-mixed" if device.type == "cuda" else "32-true"
+    raise UserError(
+        f"trainer.precision={precision} needs bf16 arithmetic, which this {what} lacks "
+        f"(it would be emulated, many times slower than fp32): set --trainer.precision={fix}"
+    )
