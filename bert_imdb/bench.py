@@ -1,0 +1,470 @@
+"""`python -m bert_imdb.bench`: the seed recipe and bert_imdb, fine-tuned back to back, side by side.
+
+The peer is the recipe bert_imdb replaces, written here as the seed wrote it: Hugging Face `Trainer`,
+`BertTokenizer` padding every review to `max_length`, evaluation on the test reviews every epoch. Both
+train on the same reviews with the same model, seed, epochs, batch size and learning rate, each in its
+own process (so peak memory is its own) with an empty datasets cache (so both tokenize). Before them,
+the machine's dense matmul throughput is measured, to report model FLOPs utilisation (MFU).
+
+Results go to `<output-dir>/<time>-<mode>.json` and `.md` (never overwriting an earlier result).
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from bert_imdb import precision
+from bert_imdb.errors import UserError
+from bert_imdb.throughput import model_flops
+
+RUNS = ("peer", "bert_imdb")
+QUICK = {"train_samples": 400, "test_samples": 200, "epochs": 1}
+# --levers: bert_imdb's defaults, then each lever turned the other way.
+LEVERS = {
+    "defaults": [],
+    "random batches": ["--data.group_by_length=false"],
+    "fp32": ["--trainer.precision=32-true"],
+    "attention dropout 0.1": ["--model.attention_dropout=null"],
+    "eager attention": ["--model.attn_implementation=eager"],
+    "pad to a multiple of 8": ["--data.pad_to_multiple_of=8"],
+    "evaluation batch 8": ["--data.eval_batch_size=8"],
+    "1 DataLoader worker": ["--data.num_workers=1"],
+    "torch.compile": ["--model.compile=true"],
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bert_imdb.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="../shared/models/all-MiniLM-L6-v2", help="Hub id or local folder")
+    parser.add_argument("--dataset", default="../shared/imdb", help="as data.dataset")
+    parser.add_argument("--train-samples", type=int, default=1000, help="training reviews")
+    parser.add_argument("--test-samples", type=int, default=500, help="test (and validation) reviews")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8, help="training reviews per step")
+    parser.add_argument("--learning-rate", type=float, default=5e-5, help="Trainer's default")
+    parser.add_argument("--max-length", type=int, default=512, help="tokens per review, at most")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK['train_samples']} training and {QUICK['test_samples']} test reviews, 1 epoch "
+        "(under 10 minutes on 2 CPU cores)",
+    )
+    parser.add_argument(
+        "--levers",
+        nargs="*",
+        choices=list(LEVERS),
+        metavar="LEVER",
+        help="instead of the comparison: bert_imdb's defaults, then each speed lever turned the other way "
+        f"(all, or those named: {', '.join(repr(name) for name in LEVERS)}), --lever-steps training steps "
+        "and one validation each",
+    )
+    parser.add_argument("--lever-steps", type=int, default=60, help="training steps per --levers run")
+    parser.add_argument("--output-dir", default="benchmarks/results", help="where the JSON and Markdown go")
+    # The runs are this module again, in child processes.
+    parser.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)
+    parser.add_argument("--lever", choices=list(LEVERS), help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        vars(args).update(QUICK)
+    return args
+
+
+def bf16_supported() -> bool:
+    return precision.bf16_supported(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def matmul_peak(dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """Dense square matmul throughput in FLOP/s, the best of three sizes: the most this machine's math
+    units give a model."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    best = 0.0
+    for n in (4096, 8192, 16384) if device == "cuda" else (1024, 2048, 4096):
+        a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+        for _ in range(3):
+            a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for _ in range(10 if device == "cuda" else 1):
+                a @ b
+                count += 1
+            if device == "cuda":
+                torch.cuda.synchronize()
+        best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
+    return best
+
+
+def peak_memory() -> dict:
+    memory = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    if torch.cuda.is_available():
+        memory["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return memory
+
+
+class TrainingClock(L.Callback):
+    """Time spent training (validation excluded) and the tokens trained on, real and padded; and the
+    time fit's validations took, and the reviews they saw."""
+
+    def __init__(self):
+        self.seconds = self.eval_seconds = 0.0
+        self.real_tokens = self.padded_tokens = self.flops = self.eval_reviews = 0
+        self._since: float | None = None
+        self._eval_since = 0.0
+
+    def _start(self) -> None:
+        self._since = time.perf_counter()
+
+    def _stop(self) -> None:
+        if self._since is not None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.seconds += time.perf_counter() - self._since
+            self._since = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._stop()
+        self._eval_since = time.perf_counter()
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if not trainer.sanity_checking:
+            self.eval_reviews += len(batch["input_ids"])
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self.eval_seconds += time.perf_counter() - self._eval_since
+            self._start()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._stop()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        lengths = batch["attention_mask"].sum(1)
+        self.real_tokens += int(lengths.sum())
+        self.padded_tokens += batch["attention_mask"].numel()
+        self.flops += model_flops(pl_module.model, lengths)
+
+
+def run_bert_imdb(args: argparse.Namespace, workdir: Path) -> dict:
+    from bert_imdb.cli import cli_main
+
+    precision = "bf16-mixed" if bf16_supported() else "32-true"
+    common = [
+        f"--model.model_name_or_path={args.model}",
+        f"--model.learning_rate={args.learning_rate}",
+        f"--data.dataset={args.dataset}",
+        f"--data.max_length={args.max_length}",
+        f"--data.batch_size={args.batch_size}",
+        f"--data.max_train_samples={args.train_samples}",
+        f"--data.max_val_samples={args.test_samples}",
+        f"--data.max_test_samples={args.test_samples}",
+        f"--seed_everything={args.seed}",
+        f"--trainer.precision={precision}",
+        f"--trainer.max_epochs={args.epochs}",
+        f"--trainer.logger.init_args.save_dir={workdir}",
+        "--trainer.enable_progress_bar=false",
+    ]
+    if args.lever is not None:
+        # A lever run: the first steps, one validation, no test.
+        steps = [
+            f"--trainer.max_steps={args.lever_steps}",
+            f"--trainer.val_check_interval={args.lever_steps}",
+        ]
+        common += [*steps, *LEVERS[args.lever]]
+    fit = cli_main(["fit", *common, "--trainer.callbacks+=bert_imdb.bench.TrainingClock"])
+    clock = next(c for c in fit.trainer.callbacks if isinstance(c, TrainingClock))
+    result = {
+        "precision": fit.trainer.precision,
+        "train_seconds": clock.seconds,
+        "real_tokens": clock.real_tokens,
+        "padded_tokens": clock.padded_tokens,
+        "flops": clock.flops,
+        "eval_seconds": clock.eval_seconds,
+        "eval_reviews": clock.eval_reviews,
+    }
+    if args.lever is None:
+        test = cli_main(["test", *common, f"--ckpt_path={fit.trainer.checkpoint_callback.best_model_path}"])
+        result["test_acc"] = float(test.trainer.callback_metrics["test/acc"])
+    return result
+
+
+def run_peer(args: argparse.Namespace, workdir: Path) -> dict:
+    """The seed recipe: fixed-length padding, transformers' Trainer, evaluation on test every epoch."""
+    import numpy as np
+    from transformers import (
+        AutoModelForSequenceClassification,
+        BertTokenizer,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from bert_imdb.data import imdb_subsets
+
+    class Clock(TrainerCallback):
+        # Trainer calls on_epoch_end before it evaluates, so epochs time training alone.
+        seconds, since, accuracies = 0.0, 0.0, []
+
+        def on_epoch_begin(self, *_, **__):
+            self.since = time.perf_counter()
+
+        def on_epoch_end(self, *_, **__):
+            self.seconds += time.perf_counter() - self.since
+
+        def on_evaluate(self, *_, metrics, **__):
+            self.accuracies.append(metrics["eval_accuracy"])
+
+    def accuracy(prediction) -> dict:
+        return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean())}
+
+    subsets = imdb_subsets(args.dataset, args.seed, args.train_samples, args.test_samples, args.test_samples)
+    tokenizer = BertTokenizer.from_pretrained(args.model)
+
+    def encode(batch: dict) -> dict:
+        return tokenizer(batch["text"], padding="max_length", truncation=True, max_length=args.max_length)
+
+    train, test = (subsets[s].map(encode, batched=True, remove_columns=["text"]) for s in ("train", "test"))
+    # fp32 weights whatever the checkpoint stores, as transformers 4 (the seed's) loaded them by default.
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2, dtype=torch.float32)
+    bf16 = torch.cuda.is_available() and bf16_supported()  # the seed ran in fp32 on the CPU
+    training_args = TrainingArguments(
+        output_dir=str(workdir),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        eval_strategy="epoch",
+        save_strategy="no",
+        seed=args.seed,
+        bf16=bf16,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    clock = Clock()
+    Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=test,
+        compute_metrics=accuracy,
+        callbacks=[clock],
+    ).train()
+    lengths = torch.tensor([sum(mask) for mask in train["attention_mask"]])
+    return {
+        "precision": "bf16-mixed" if bf16 else "32-true",
+        "train_seconds": clock.seconds,
+        "real_tokens": int(lengths.sum()) * args.epochs,
+        "padded_tokens": len(train) * args.max_length * args.epochs,
+        "flops": model_flops(model, lengths) * args.epochs,
+        "test_acc": clock.accuracies[-1],
+        "test_acc_per_epoch": clock.accuracies,
+    }
+
+
+def check_peer_installed() -> None:
+    if importlib.util.find_spec("accelerate") is None:
+        raise UserError(
+            "the peer runs transformers' Trainer, which needs accelerate: pip install -e '.[bench]'"
+        )
+
+
+def run_child(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{args.run}-") as workdir:
+        # An empty datasets cache: both runs tokenize their reviews, as a first run would.
+        os.environ["HF_DATASETS_CACHE"] = str(Path(workdir) / "cache")
+        run = run_peer if args.run == "peer" else run_bert_imdb
+        result = run(args, Path(workdir))
+    result.update(peak_memory())
+    Path(args.result).write_text(json.dumps(result))
+
+
+def spawn(run: str, argv: list[str], workdir: Path, lever: str | None = None) -> dict:
+    name = run if lever is None else f"{run}, {lever}"
+    result = workdir / f"{name}.json"
+    command = [sys.executable, "-m", "bert_imdb.bench", *argv, "--run", run, "--result", str(result)]
+    command += [] if lever is None else ["--lever", lever]
+    print(f"bench: running {name}", flush=True)
+    start = time.perf_counter()
+    finished = subprocess.run(command)
+    wall = time.perf_counter() - start
+    if finished.returncode != 0:
+        raise UserError(f"the {name} run failed (exit {finished.returncode}); its output is above")
+    return {"wall_seconds": wall, **json.loads(result.read_text())}
+
+
+def summarise(run: dict, peaks: dict) -> dict:
+    seconds = run["train_seconds"]
+    peak = peaks["bf16" if run["precision"].startswith("bf16") else "fp32"]
+    if run.get("eval_seconds"):
+        run["eval_reviews_per_second"] = run["eval_reviews"] / run["eval_seconds"]
+    run["real_tokens_per_second"] = run["real_tokens"] / seconds
+    run["padding_fraction"] = 1 - run["real_tokens"] / run["padded_tokens"]
+    run["model_flops_per_second"] = run["flops"] / seconds
+    run["mfu"] = run["flops"] / seconds / peak
+    return run
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    if Path("/proc/cpuinfo").is_file():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    import datasets
+    import transformers
+
+    info.update(torch=torch.__version__, lightning=L.__version__)
+    info.update(transformers=transformers.__version__, datasets=datasets.__version__)
+    return info
+
+
+ROWS = [
+    ("wall time to final test accuracy (s)", "wall_seconds", "{:,.0f}"),
+    ("training time, validation excluded (s)", "train_seconds", "{:,.0f}"),
+    ("training throughput (real tokens/s)", "real_tokens_per_second", "{:,.0f}"),
+    ("padding share of tokens processed", "padding_fraction", "{:.1%}"),
+    ("model FLOP/s on real tokens (G)", "model_flops_per_second", "{:.1f}"),
+    ("MFU (of this run's dtype's matmul peak)", "mfu", "{:.1%}"),
+    ("peak memory, RSS (GB)", "peak_rss_gb", "{:.2f}"),
+    ("peak GPU memory (GB)", "peak_gpu_gb", "{:.2f}"),
+    ("test accuracy", "test_acc", "{:.3f}"),
+    ("precision", "precision", "{}"),
+]
+
+
+def header(report: dict) -> list[str]:
+    m, s = report["machine"], report["settings"]
+    return [
+        f"Machine: {m.get('gpu', m['cpu'])}, {m['cpu_cores']} CPU cores; torch {m['torch']}, "
+        f"transformers {m['transformers']}, lightning {m['lightning']}, datasets {m['datasets']}.",
+        f"Recipe: {s['model']}, {s['train_samples']} training and {s['test_samples']} test reviews, "
+        f"{s['epochs']} epoch(s), batch {s['batch_size']}, learning rate {s['learning_rate']}, "
+        f"max length {s['max_length']}, seed {s['seed']}. Matmul peak: "
+        f"{report['matmul_peak_gflops']['fp32']:,.0f} GFLOP/s fp32, "
+        f"{report['matmul_peak_gflops']['bf16']:,.0f} GFLOP/s bf16.",
+        "",
+    ]
+
+
+def levers_markdown(report: dict) -> str:
+    levers = report["levers"]
+    base = levers["defaults"]
+    lines = [
+        *header(report),
+        f"bert_imdb, first {report['settings']['lever_steps']} training steps and one validation per row:",
+        "",
+        "| run | training real tokens/s | vs defaults | padding | MFU | validation reviews/s | vs defaults |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, run in levers.items():
+        train = run["real_tokens_per_second"]
+        evals = run["eval_reviews_per_second"]
+        lines.append(
+            f"| {name} | {train:,.0f} | {train / base['real_tokens_per_second']:.2f}x "
+            f"| {run['padding_fraction']:.1%} | {run['mfu']:.1%} "
+            f"| {evals:,.1f} | {evals / base['eval_reviews_per_second']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def markdown(report: dict) -> str:
+    peer, ours = report["runs"]["peer"], report["runs"]["bert_imdb"]
+    lines = [
+        *header(report),
+        "| | peer (HF Trainer, pad to max length) | bert_imdb | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    ratios = report["ratios"]
+    for label, key, fmt in ROWS:
+        if key not in peer:
+            continue
+        scale = 1e9 if key == "model_flops_per_second" else 1
+        ratio = {"wall_seconds": "speedup", "real_tokens_per_second": "throughput"}.get(key)
+        cells = [fmt.format(run[key] / scale if scale != 1 else run[key]) for run in (peer, ours)]
+        note = f"{ratios[ratio]:.2f}x" if ratio else ""
+        if key == "test_acc":
+            note = f"{ratios['accuracy_points']:+.1f} points"
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.run:
+        run_child(args)
+        return
+    argv = sys.argv[1:] if argv is None else argv
+    check_peer_installed()
+    print("bench: measuring dense matmul throughput", flush=True)
+    peaks = {"fp32": matmul_peak(torch.float32)}
+    peaks["bf16"] = matmul_peak(torch.bfloat16) if bf16_supported() else float("nan")
+    report = {
+        "machine": machine(),
+        "settings": {
+            k: v for k, v in vars(args).items() if k not in ("run", "result", "lever", "output_dir")
+        },
+        "matmul_peak_gflops": {dtype: flops / 1e9 for dtype, flops in peaks.items()},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        if args.levers is not None:
+            names = ["defaults", *[name for name in LEVERS if name in args.levers and name != "defaults"]]
+            report["levers"] = {
+                name: summarise(spawn("bert_imdb", argv, Path(workdir), name), peaks)
+                for name in (names if args.levers else LEVERS)
+            }
+        else:
+            report["runs"] = {run: summarise(spawn(run, argv, Path(workdir)), peaks) for run in RUNS}
+    if args.levers is not None:
+        table = levers_markdown(report)
+    else:
+        peer, ours = report["runs"]["peer"], report["runs"]["bert_imdb"]
+        report["ratios"] = {
+            "speedup": peer["wall_seconds"] / ours["wall_seconds"],
+            "throughput": ours["real_tokens_per_second"] / peer["real_tokens_per_second"],
+            "accuracy_points": 100 * (ours["test_acc"] - peer["test_acc"]),
+        }
+        table = markdown(report)
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    mode = "levers" if args.levers is not None else "quick" if args.quick else "full"
+    stem = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{mode}"
+    (output / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (output / f"{stem}.md").write_text(table)
+    print(table)
+    print(f"bench: wrote {output / stem}.json and .md")
+
+
+if __name__ == "__main__":
+    # Run the imported module's main, not this __main__ copy's: the CLI builds TrainingClock from
+    # "bert_imdb.bench", and the run finds it by class.
+    from bert_imdb import bench
+
+    try:
+        bench.main()
+    except UserError as err:
+        sys.exit(f"error: {err}")
