@@ -12,6 +12,7 @@ Results go to `<output-dir>/<time>-<mode>.json` and `.md` (never overwriting an 
 import argparse
 import importlib.util
 import json
+import math
 import os
 import platform
 import resource
@@ -360,14 +361,15 @@ ROWS = [
 
 def header(report: dict) -> list[str]:
     m, s = report["machine"], report["settings"]
+    peak = report["matmul_peak_gflops"]["bf16"]
+    bf16 = "no bf16 arithmetic" if math.isnan(peak) else f"{peak:,.0f} GFLOP/s bf16"
     return [
         f"Machine: {m.get('gpu', m['cpu'])}, {m['cpu_cores']} CPU cores; torch {m['torch']}, "
         f"transformers {m['transformers']}, lightning {m['lightning']}, datasets {m['datasets']}.",
         f"Recipe: {s['model']}, {s['train_samples']} training and {s['test_samples']} test reviews, "
         f"{s['epochs']} epoch(s), batch {s['batch_size']}, learning rate {s['learning_rate']}, "
         f"max length {s['max_length']}, seed {s['seed']}. Matmul peak: "
-        f"{report['matmul_peak_gflops']['fp32']:,.0f} GFLOP/s fp32, "
-        f"{report['matmul_peak_gflops']['bf16']:,.0f} GFLOP/s bf16.",
+        f"{report['matmul_peak_gflops']['fp32']:,.0f} GFLOP/s fp32, {bf16}.",
         "",
     ]
 
