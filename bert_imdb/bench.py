@@ -163,7 +163,7 @@ class TrainingClock(L.Callback):
         lengths = batch["attention_mask"].sum(1)
         self.real_tokens += int(lengths.sum())
         self.padded_tokens += batch["attention_mask"].numel()
-        self.flops += model_flops(pl_module.model, lengths)
+        self.flops += pl_module.flops_per_batch
 
 
 def run_bert_imdb(args: argparse.Namespace, workdir: Path) -> dict:
@@ -291,8 +291,6 @@ def check_peer_installed() -> None:
 
 def run_child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix=f"bench-{args.run}-") as workdir:
-        # An empty datasets cache: both runs tokenize their reviews, as a first run would.
-        os.environ["HF_DATASETS_CACHE"] = str(Path(workdir) / "cache")
         run = run_peer if args.run == "peer" else run_bert_imdb
         result = run(args, Path(workdir))
     result.update(peak_memory())
@@ -304,9 +302,12 @@ def spawn(run: str, argv: list[str], workdir: Path, lever: str | None = None) ->
     result = workdir / f"{name}.json"
     command = [sys.executable, "-m", "bert_imdb.bench", *argv, "--run", run, "--result", str(result)]
     command += [] if lever is None else ["--lever", lever]
+    # An empty datasets cache: each run loads and tokenizes its reviews, as a first run would. Set before
+    # the child starts: datasets reads HF_DATASETS_CACHE when it is imported.
+    env = {**os.environ, "HF_DATASETS_CACHE": str(workdir / f"{name} cache")}
     print(f"bench: running {name}", flush=True)
     start = time.perf_counter()
-    finished = subprocess.run(command)
+    finished = subprocess.run(command, env=env)
     wall = time.perf_counter() - start
     if finished.returncode != 0:
         raise UserError(f"the {name} run failed (exit {finished.returncode}); its output is above")

@@ -29,7 +29,7 @@ def adamw_with_linear_warmup(module: L.LightningModule) -> dict:
             "weight_decay": 0.0,
         },
     ]
-    # Fused: one kernel for all parameters; 9x faster optimizer steps than the default on this CPU.
+    # Fused: one kernel for all parameters; MiniLM's optimizer step took 10 ms instead of 85 (README).
     fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
     optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, weight_decay=hp.weight_decay, fused=fused)
     total_steps = module.trainer.estimated_stepping_batches

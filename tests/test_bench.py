@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 from bert_imdb.bench import main
 
@@ -7,7 +9,11 @@ TINY = ["--train-samples", "32", "--test-samples", "16", "--epochs", "2", "--max
 
 def test_bench_runs_both_recipes_on_the_same_reviews_and_reports_them(tiny_model, hub_dataset, workdir):
     results = workdir / "results"
+    cache = Path(os.environ["HF_DATASETS_CACHE"])
+    cached_before = set(cache.rglob("*"))
     main([*TINY, "--model", tiny_model, "--dataset", hub_dataset, "--output-dir", str(results)])
+    # Each run loaded and tokenized into an empty cache of its own, not into this session's.
+    assert set(cache.rglob("*")) == cached_before
     [report_file] = results.glob("*.json")
     report = json.loads(report_file.read_text())
     peer, ours = report["runs"]["peer"], report["runs"]["bert_imdb"]
