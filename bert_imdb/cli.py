@@ -11,7 +11,7 @@ from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins import Precision
 
-from bert_imdb.checkpointing import AtomicCheckpointIO, ExactResume
+from bert_imdb.checkpointing import AtomicCheckpointIO, EpochEndResumeFitLoop, ExactResume
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
@@ -109,6 +109,7 @@ class BertImdbCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
+        EpochEndResumeFitLoop.install(trainer)
         if checked_precision(trainer.precision, trainer.strategy.root_device) != trainer.precision:
             # The one fallback is bf16-mixed to 32-true on the CPU. The device is known only once the
             # Trainer is built, and a second Trainer would register the callbacks twice: swap the plugin.

@@ -82,3 +82,20 @@ class KillAtStep(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillDuringValidation(L.Callback):
+    def __init__(self, epoch: int):
+        """SIGKILL the run in the middle of the validation that ends training epoch `epoch` (0-based; the
+        sanity check does not count), after its first batch.
+
+        Args:
+            epoch: The epoch whose validation to die in.
+        """
+        self.epoch = epoch
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if not trainer.sanity_checking and trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
