@@ -220,7 +220,7 @@ def run_peer(args: argparse.Namespace, workdir: Path) -> dict:
         TrainingArguments,
     )
 
-    from bert_imdb.data import imdb_subsets
+    from bert_imdb.imdb import imdb_subsets
 
     class Clock(TrainerCallback):
         # Trainer calls on_epoch_end before it evaluates, so epochs time training alone.

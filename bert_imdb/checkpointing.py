@@ -112,6 +112,8 @@ class ExactResume(Callback):
         self._saved = state_dict
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        if trainer.state.fn != "fit":  # evaluating or predicting from a checkpoint resumes nothing
+            return
         mine = checkpoint.get("callbacks", {}).get(self.state_key, {})
         data = trainer.datamodule.hparams if trainer.datamodule is not None else {}
         then = {

@@ -15,7 +15,7 @@ from torchmetrics.classification import (
 )
 from transformers import AutoModelForSequenceClassification
 
-from bert_imdb.data import LABEL_NAMES
+from bert_imdb.imdb import LABEL_NAMES
 from bert_imdb.optimization import adamw_with_linear_warmup, check_warmup_ratio
 from bert_imdb.pretrained import from_pretrained
 from bert_imdb.throughput import CountsFlops

@@ -20,6 +20,7 @@ from bert_imdb.precision import checked_precision
 from bert_imdb.predictions import PredictionWriter
 from bert_imdb.pretraining import MaskedLanguageModel
 from bert_imdb.pretraining_data import IMDbPretrainingDataModule
+from bert_imdb.review_files import scan_reviews
 from bert_imdb.throughput import TokenThroughputMonitor
 
 DESCRIPTION = (
@@ -134,6 +135,10 @@ class BertImdbCLI(LightningCLI):
                 f"and {self.subcommand} a SentimentClassifier started from the export"
             )
         self._resolve_checkpoint_metric(config.checkpoint, model_class)
+        predict_file = config.data.init_args.get("predict_file")
+        if self.subcommand == "predict" and predict_file is not None:
+            # Here, before the Trainer starts the other processes: one error line, not one per process.
+            scan_reviews(predict_file)
         if self.subcommand == "predict" and config.return_predictions is None:
             # PredictionWriter writes every batch out; the Trainer keeping them all too would hold a whole
             # file's predictions in memory.

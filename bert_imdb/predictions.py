@@ -28,13 +28,20 @@ class PredictionWriter(BasePredictionWriter):
             raise UserError(f"predictions.output_file={output_file} must end in .csv or .jsonl")
         self.output_file, self.overwrite = output_file, overwrite
         self.path: Path | None = None
+        self._file = None
         self.rows = 0
 
     def _part(self, rank: int) -> Path:
         return self.path.with_name(f"{self.path.name}.rank{rank}.partial")
 
-    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.path = Path(self.output_file or Path(trainer.log_dir) / "predictions.csv")
+    # setup and teardown, not on_predict_start/end: Lightning skips those on a process that has no batch
+    # (a file with fewer batches than processes), and the others would wait for it at the barrier.
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "predict":
+            return
+        # Rank 0 names the file: other ranks' loggers may not know the run folder's version.
+        default = Path(trainer.log_dir or ".") / "predictions.csv"
+        self.path = Path(trainer.strategy.broadcast(str(self.output_file or default)))
         if self.path.exists() and not self.overwrite:
             raise UserError(
                 f"{self.path} exists: pass another --predictions.output_file, or --predictions.overwrite true"
@@ -53,12 +60,22 @@ class PredictionWriter(BasePredictionWriter):
             self._file.write(json.dumps(row) + "\n")
         self.rows += len(prediction["id"])
 
-    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "predict":
+            return
         self._file.close()
         trainer.strategy.barrier()  # every part is complete
         if trainer.is_global_zero:
             self._merge([self._part(rank) for rank in range(trainer.world_size)])
         trainer.strategy.barrier()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        # A failed predict leaves no part behind (and never an output file).
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+            self._part(trainer.global_rank).unlink(missing_ok=True)
 
     def _merge(self, parts: list[Path]) -> None:
         """Interleave the parts by input position (each is in order already), streaming, into the output."""

@@ -15,8 +15,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from bert_imdb.data import load_imdb_text
 from bert_imdb.errors import UserError
+from bert_imdb.imdb import load_imdb_text
 from bert_imdb.pretrained import check_max_length, load_tokenizer
 
 HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)  # IMDb reviews carry HTML line breaks

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,17 @@ from bert_imdb.cli import cli_main
 DDP = ["--trainer.devices=2", "--trainer.strategy=ddp"]
 
 
-def run(workdir: Path, *args: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
-    done = subprocess.run(
+def start(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in a process of its own, which starts the others; one thread each, so two runs can share
+    this machine's two cores."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
         [sys.executable, "-m", "bert_imdb", *args], cwd=workdir, env=env, capture_output=True, text=True
     )
+
+
+def run(workdir: Path, *args: str) -> None:
+    done = start(workdir, *args)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -70,24 +77,67 @@ def test_ddp_pre_training_syncs_perplexity(tiny_model, text_dataset, workdir):
     assert saved["global_step"] > 0
 
 
-def test_ddp_predict_writes_one_file_in_input_order(tiny_model, hub_dataset, workdir, best_checkpoint):
-    reviews = workdir / "reviews.txt"
+# (processes, DataLoader workers, reviews, batch size): a file of 20 in batches of 16 over 2 x 2 lost 4
+# reviews; files smaller than one batch, or with fewer reviews than processes, leave a rank without any.
+PREDICT_GRID = [(2, 2, 20, 16), (2, 0, 5, 16), (2, 2, 1, 4), (2, 1, 37, 4)]
+
+
+def test_ddp_predict_writes_every_review_once_in_input_order(
+    tiny_model, hub_dataset, workdir, best_checkpoint
+):
     words = ["wonderful", "awful", "the plot", "boring", "superb acting", "a film"]
-    reviews.write_text("\n".join(f"{words[i % 6]} {words[(i * 7) % 6]} {i}" for i in range(37)) + "\n")
+    lines = [f"{words[i % 6]} {words[(i * 7) % 6]} {i}" for i in range(37)]
+    args = [*tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best_checkpoint}"]
+
+    def predict(processes: int, workers: int, reviews: int, batch: int) -> subprocess.CompletedProcess:
+        name = f"{processes}x{workers}-{reviews}-{batch}"
+        (workdir / f"{reviews}.txt").write_text("\n".join(lines[:reviews]) + "\n")
+        return start(
+            workdir,
+            "predict",
+            *args,
+            f"--data.predict_file={reviews}.txt",
+            f"--data.num_workers={workers}",
+            f"--data.eval_batch_size={batch}",
+            f"--trainer.devices={processes}",
+            *(["--trainer.strategy=ddp"] if processes > 1 else []),
+            f"--predictions.output_file={name}.csv",
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda case: predict(*case), PREDICT_GRID))
+    for case, done in zip(PREDICT_GRID, runs, strict=True):
+        assert done.returncode == 0, (case, done.stderr[-3000:])
+        processes, workers, reviews, batch = case
+        cli_main(
+            [
+                "predict",
+                *args,
+                f"--data.predict_file={workdir / f'{reviews}.txt'}",
+                f"--predictions.output_file={workdir / f'one-{reviews}.csv'}",
+            ]
+        )
+        one = (workdir / f"one-{reviews}.csv").read_text().splitlines()
+        many = (workdir / f"{processes}x{workers}-{reviews}-{batch}.csv").read_text().splitlines()
+        assert len(one) == reviews + 1, case
+        assert [row.split(",")[:2] for row in many] == [row.split(",")[:2] for row in one], case
+        for a, b in zip(one[1:], many[1:], strict=True):
+            assert [float(x) for x in a.split(",")[2:]] == pytest.approx(
+                [float(x) for x in b.split(",")[2:]], abs=1e-5
+            )
+    assert not list(workdir.glob("*.partial"))
+
+
+def test_ddp_predict_of_an_empty_file_ends_in_one_line(tiny_model, hub_dataset, workdir, best_checkpoint):
+    (workdir / "empty.txt").write_text("\n\n")
     args = [
         *tiny_args(tiny_model, hub_dataset),
         f"--ckpt_path={best_checkpoint}",
-        f"--data.predict_file={reviews}",
+        "--data.predict_file=empty.txt",
     ]
-    cli_main(["predict", *args, f"--predictions.output_file={workdir / 'one.csv'}"])
-    # Batches of 16: rank 0 gets reviews 1-16 and 33-37, rank 1 reviews 17-32; 2 DataLoader workers each.
-    many = ["--data.num_workers=2", f"--predictions.output_file={workdir / 'two.csv'}"]
-    run(workdir, "predict", *args, *DDP, *many)
-
-    one, two = ((workdir / name).read_text().splitlines() for name in ("one.csv", "two.csv"))
-    assert len(two) == 38 and [row.split(",")[:2] for row in two] == [row.split(",")[:2] for row in one]
-    for a, b in zip(one[1:], two[1:], strict=True):
-        assert [float(x) for x in a.split(",")[2:]] == pytest.approx(
-            [float(x) for x in b.split(",")[2:]], abs=1e-5
-        )
-    assert not list(workdir.glob("*.partial"))
+    done = start(workdir, "predict", *args, *DDP)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: predict file empty.txt is empty: put one review per line, or a text column in .csv/.jsonl"
+    )
+    assert "Traceback" not in done.stderr and "Initializing distributed" not in done.stderr

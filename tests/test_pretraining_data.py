@@ -4,8 +4,8 @@ import re
 import pytest
 import torch
 
-from bert_imdb.data import load_imdb_text
 from bert_imdb.errors import UserError
+from bert_imdb.imdb import load_imdb_text
 from bert_imdb.pretraining_data import IMDbPretrainingDataModule, sentence_pairs
 
 
