@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 from datasets import Dataset
+from torch.utils.data import DistributedSampler
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
 from bert_imdb.errors import UserError
@@ -77,3 +78,25 @@ class LengthGroupedSampler(StatefulDistributedSampler):
         for index in indices[self.yielded :]:
             self.yielded += 1
             yield index
+
+
+class EvaluationSampler(DistributedSampler):
+    """Validation and test examples dealt out to processes without repeats: rank r takes examples r, r + W,
+    r + 2W, ... (of a set sorted longest first, so every rank gets a like share of long reviews).
+
+    Lightning's own DistributedSampler repeats examples until every process has as many, which counts
+    them twice in the metrics. Here processes may hold different numbers of batches, which is safe because
+    nothing logged per evaluation batch talks to the other processes: torchmetrics syncs once, at the end.
+    A process with no example at all still reports one (empty) batch, because Lightning skips a loop of
+    length 0, and the process would then miss that end-of-epoch sync, where the others would wait for it.
+    """
+
+    def __init__(self, size: int, num_replicas: int = 1, rank: int = 0):
+        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.indices = range(rank, size, num_replicas)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return max(len(self.indices), 1)

@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryConfusionMatrix,
@@ -15,13 +15,13 @@ from torchmetrics.classification import (
 )
 from transformers import AutoModelForSequenceClassification
 
+from bert_imdb.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table, pr_counts
 from bert_imdb.imdb import LABEL_NAMES
 from bert_imdb.optimization import adamw_with_linear_warmup, check_warmup_ratio
 from bert_imdb.pretrained import from_pretrained
 from bert_imdb.throughput import CountsFlops
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
-CONFIDENTLY_WRONG_SHOWN = 10
 
 
 class SentimentClassifier(CountsFlops, L.LightningModule):
@@ -79,9 +79,12 @@ class SentimentClassifier(CountsFlops, L.LightningModule):
                 "pr_curve": BinaryPrecisionRecallCurve(thresholds=200),
             }
         )
-        self.scores = nn.ModuleDict({split: scores.clone(prefix=f"{split}/") for split in ("val", "test")})
-        self.plots = nn.ModuleDict({split: plots.clone() for split in ("val", "test")})
-        self.wrong: dict[str, list[tuple[float, int, str]]] = {"val": [], "test": []}
+        splits = ("val", "test")
+        self.scores = nn.ModuleDict({split: scores.clone(prefix=f"{split}/") for split in splits})
+        # The mean loss over an evaluation's reviews (all processes'), not over its batch means.
+        self.losses = nn.ModuleDict({split: MeanMetric() for split in splits})
+        self.plots = nn.ModuleDict({split: plots.clone() for split in splits})
+        self.wrong = {split: ConfidentlyWrong() for split in splits}
 
     def _run(self, batch: dict):
         """The Hugging Face model on a batch, without the ids and texts that ride along with it."""
@@ -100,31 +103,32 @@ class SentimentClassifier(CountsFlops, L.LightningModule):
         return loss
 
     def _evaluate(self, batch: dict, split: str) -> None:
+        # Updates only: nothing here waits for the device or talks to other processes, which may hold a
+        # different number of batches (none, with fewer reviews than processes).
         output = self._run(batch)
         pos, labels = output.logits.float().softmax(-1)[:, 1], batch["labels"]
         self.scores[split].update(pos, labels)
         self.plots[split].update(pos, labels)
-        self.log(f"{split}/loss", output.loss, sync_dist=True, batch_size=len(labels))
-        self.log_dict(self.scores[split])
-        predicted = (pos >= 0.5).long()
-        confidence = torch.where(predicted == 1, pos, 1 - pos).tolist()  # one device-to-host copy per batch
-        for i in torch.nonzero(predicted != labels).flatten().tolist():
-            self.wrong[split].append((confidence[i], int(labels[i]), batch["text"][i]))
-        self.wrong[split] = sorted(self.wrong[split], reverse=True)[:CONFIDENTLY_WRONG_SHOWN]
+        self.losses[split].update(output.loss, weight=torch.full_like(output.loss, len(labels)))
+        self.wrong[split].update(pos, labels, batch["text"])
 
-    def _log_figures_and_errors(self, split: str) -> None:
-        """Confusion matrix, precision-recall curve and the most confidently wrong reviews, to TensorBoard."""
-        figures = {name: metric.plot()[0] for name, metric in self.plots[split].items()}  # syncs all ranks
-        if self.trainer.sanity_checking or not isinstance(self.logger, TensorBoardLogger):
+    def _end_evaluation(self, split: str) -> None:
+        """Metrics of the whole evaluation over all processes; on rank 0, its figures, PR curve and most
+        confidently wrong reviews in TensorBoard. Every process runs it: the metrics sync here, once."""
+        self.log_dict(self.scores[split])
+        self.log(f"{split}/loss", self.losses[split])
+        if self.trainer.sanity_checking:
             return
-        for name, figure in figures.items():
-            self.logger.experiment.add_figure(f"{split}/{name}", figure, self.global_step)
-        rows = [
-            f"| {conf:.3f} | {LABEL_NAMES[label]} | {text[:600].replace('|', '/').replace(chr(10), ' ')} |"
-            for conf, label, text in self.wrong[split]
-        ]
-        table = "| confidence in the wrong label | true label | review |\n|---|---|---|\n" + "\n".join(rows)
-        self.logger.experiment.add_text(f"{split}/confidently_wrong", table, self.global_step)
+        values = {name: metric.compute() for name, metric in self.plots[split].items()}
+        counts, wrong = pr_counts(self.plots[split]["pr_curve"]), self.wrong[split].top()
+        if not (self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger)):
+            return
+        writer, step = self.logger.experiment, self.global_step
+        for name, metric in self.plots[split].items():
+            # Drawn only here, where it is logged; add_figure closes it, so none is left open.
+            writer.add_figure(f"{split}/{name}", metric.plot(values[name])[0], step)
+        add_pr_curve(writer, f"{split}/pr_curve", counts, step)
+        writer.add_text(f"{split}/confidently_wrong", confidently_wrong_table(wrong), step)
 
     def _log_hparams_with_final_acc(self, split: str) -> None:
         """Fill TensorBoard's HPARAMS tab: the run's hyperparameters next to its final `hp/<split>_acc`."""
@@ -136,8 +140,9 @@ class SentimentClassifier(CountsFlops, L.LightningModule):
     def _start_epoch(self, split: str) -> None:
         # Reset here, not at the end of the last epoch: a reset under `validate`'s inference mode would leave
         # inference tensors that the next update, under `fit`'s no_grad validation, may not modify.
-        self.plots[split].reset()
-        self.wrong[split] = []
+        for metrics in (self.scores, self.losses, self.plots):
+            metrics[split].reset()
+        self.wrong[split].reset()
 
     def on_validation_epoch_start(self) -> None:
         self._start_epoch("val")
@@ -146,7 +151,7 @@ class SentimentClassifier(CountsFlops, L.LightningModule):
         self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_figures_and_errors("val")
+        self._end_evaluation("val")
 
     def on_fit_end(self) -> None:
         self._log_hparams_with_final_acc("val")
@@ -158,7 +163,7 @@ class SentimentClassifier(CountsFlops, L.LightningModule):
         self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self._log_figures_and_errors("test")
+        self._end_evaluation("test")
 
     def on_test_end(self) -> None:
         self._log_hparams_with_final_acc("test")

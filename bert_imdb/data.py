@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from bert_imdb.batching import LengthGroupedSampler, token_lengths
+from bert_imdb.batching import EvaluationSampler, LengthGroupedSampler, token_lengths
 from bert_imdb.errors import UserError
 from bert_imdb.imdb import imdb_subsets
 from bert_imdb.pretrained import check_max_length, load_tokenizer
@@ -182,11 +182,19 @@ class IMDbDataModule(L.LightningDataModule):
         )
         return self._loader("train", hp.batch_size, sampler=sampler)
 
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        sampler = EvaluationSampler(
+            len(self.datasets[split]),
+            num_replicas=self.trainer.world_size if self.trainer else 1,
+            rank=self.trainer.global_rank if self.trainer else 0,
+        )
+        return self._loader(split, self.hparams.eval_batch_size, sampler=sampler)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.hparams.eval_batch_size)
+        return self._evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.hparams.eval_batch_size)
+        return self._evaluation_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", self.hparams.eval_batch_size)

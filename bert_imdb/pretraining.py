@@ -72,6 +72,7 @@ class MaskedLanguageModel(CountsFlops, L.LightningModule):
         # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
         self.model.train()
         self.val_mlm_loss = MeanMetric()
+        self.val_loss = MeanMetric()  # the model's loss (MLM, + NSP), averaged over examples
         self.val_masked_acc = MulticlassAccuracy(
             num_classes=self.model.config.vocab_size, average="micro", ignore_index=-100
         )
@@ -84,6 +85,7 @@ class MaskedLanguageModel(CountsFlops, L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        # Updates only: processes may hold different numbers of batches, and the metrics sync once, at the end.
         self.count(batch)
         output = self.model(**batch)
         logits = output.prediction_logits if self.hparams.nsp else output.logits
@@ -92,22 +94,26 @@ class MaskedLanguageModel(CountsFlops, L.LightningModule):
         # The mean over masked tokens of the whole validation set, not of batch means: perplexity is exp of it.
         token_loss = F.cross_entropy(logits[masked].float(), labels[masked])
         self.val_mlm_loss.update(token_loss, weight=masked.sum())
+        self.val_loss.update(output.loss, weight=torch.full_like(output.loss, len(labels)))
         self.val_masked_acc.update(logits.argmax(-1), labels)
-        self.log("val/loss", output.loss, sync_dist=True, batch_size=len(labels))
-        self.log("val/masked_acc", self.val_masked_acc)
         if self.val_nsp_acc is not None:
             self.val_nsp_acc.update(
                 output.seq_relationship_logits.float().softmax(-1)[:, 1], batch["next_sentence_label"]
             )
-            self.log("val/nsp_acc", self.val_nsp_acc)
 
     def on_validation_epoch_start(self) -> None:
         # Reset at the start: a reset under `validate`'s inference mode would leave inference tensors that a
         # later update, in `fit`'s validation, may not modify.
-        self.val_mlm_loss.reset()
+        for metric in (self.val_mlm_loss, self.val_loss, self.val_masked_acc, self.val_nsp_acc):
+            if metric is not None:
+                metric.reset()
 
     def on_validation_epoch_end(self) -> None:
         mean_loss = self.val_mlm_loss.compute()  # syncs all ranks
+        self.log("val/loss", self.val_loss)
+        self.log("val/masked_acc", self.val_masked_acc)
+        if self.val_nsp_acc is not None:
+            self.log("val/nsp_acc", self.val_nsp_acc)
         self.log("val/mlm_loss", mean_loss)
         self.log("val/perplexity", perplexity(mean_loss))
 

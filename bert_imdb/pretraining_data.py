@@ -15,6 +15,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from bert_imdb.batching import EvaluationSampler
 from bert_imdb.errors import UserError
 from bert_imdb.imdb import load_imdb_text
 from bert_imdb.pretrained import check_max_length, load_tokenizer
@@ -353,6 +354,12 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
         return StatefulDataLoader(
             self.datasets["val"],
             batch_size=self.hparams.eval_batch_size,
+            # Every block once over all processes: perplexity and accuracy count none twice.
+            sampler=EvaluationSampler(
+                len(self.datasets["val"]),
+                num_replicas=self.trainer.world_size if self.trainer else 1,
+                rank=self.trainer.global_rank if self.trainer else 0,
+            ),
             # Pads input ids with [PAD] and the fixed labels with -100.
             collate_fn=DataCollatorForTokenClassification(self.tokenizer),
             num_workers=self.hparams.num_workers,

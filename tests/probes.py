@@ -99,3 +99,23 @@ class KillDuringValidation(L.Callback):
     ) -> None:
         if not trainer.sanity_checking and trainer.current_epoch == self.epoch:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordMetrics(L.Callback):
+    def __init__(self, path: str):
+        """Write the metrics of a validate or test run (as every process holds them, from rank 0) to `path`.
+
+        Args:
+            path: The JSON file.
+        """
+        self.path = Path(path)
+
+    def _write(self, trainer) -> None:
+        if trainer.is_global_zero:
+            self.path.write_text(json.dumps({k: float(v) for k, v in trainer.callback_metrics.items()}))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._write(trainer)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._write(trainer)

@@ -1,16 +1,18 @@
 import lightning as L
+import matplotlib.pyplot as plt
 import pytest
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.data import IMDbDataModule
 
 
-def trainer(tmp_path, **kwargs) -> L.Trainer:
+def trainer(tmp_path, logger=False, **kwargs) -> L.Trainer:
     return L.Trainer(
         accelerator="cpu",
         devices=1,
-        logger=False,
+        logger=logger,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -86,3 +88,13 @@ def test_attention_dropout_is_off_unless_asked_and_null_keeps_the_models_own(tin
     assert attention_dropout(attention_dropout=0.2) == 0.2
     eager = SentimentClassifier(tiny_model, attn_implementation="eager")
     assert eager.model.config._attn_implementation == "eager"
+
+
+def test_figures_are_drawn_only_where_logged_and_closed(tiny_model, tiny_data, tmp_path):
+    plt.close("all")
+    model = SentimentClassifier(tiny_model, learning_rate=2e-3)
+    logged = trainer(tmp_path, max_epochs=2, logger=TensorBoardLogger(tmp_path), limit_train_batches=2)
+    logged.fit(model, tiny_data)  # a sanity check and two validations
+    assert plt.get_fignums() == []
+    trainer(tmp_path, max_epochs=1, limit_train_batches=2).fit(model, tiny_data)  # no TensorBoard
+    assert plt.get_fignums() == []

@@ -53,10 +53,29 @@ def test_ddp_ranks_train_on_disjoint_samples_and_test_as_one_process(tiny_model,
     # 160 reviews per rank in batches of 8: 20 optimizer steps, which the scheduler was sized for.
     assert torch.load(last, weights_only=True)["global_step"] == 20
 
-    run(workdir, "test", *args, *DDP, f"--ckpt_path={last}")
-    two_processes = last_scalar(runs / "version_1", "test/acc")
-    one_process = cli_main(["test", *args, f"--ckpt_path={last}"]).trainer.callback_metrics["test/acc"]
-    assert two_processes == pytest.approx(float(one_process), abs=1e-6)
+    # Evaluations whose reviews do not divide between the processes, one with fewer reviews than
+    # processes: the same metrics as one process, no review counted twice, no process left waiting.
+    evaluations = {
+        "test 17 in batches of 4": ["test", "--data.max_test_samples=17", "--data.eval_batch_size=4"],
+        "test 1": ["test", "--data.max_test_samples=1"],
+        "validate 33 in batches of 8": ["validate", "--data.max_val_samples=33", "--data.eval_batch_size=8"],
+    }
+
+    def evaluate(name: str) -> subprocess.CompletedProcess:
+        subcommand, *limits = evaluations[name]
+        record = ["--trainer.callbacks+=probes.RecordMetrics", f"--trainer.callbacks.path={name}.json"]
+        return start(workdir, subcommand, *args, *DDP, *limits, *record, f"--ckpt_path={last}")
+
+    with ThreadPoolExecutor(2) as pool:
+        done = dict(zip(evaluations, pool.map(evaluate, evaluations), strict=True))
+    for name, (subcommand, *limits) in evaluations.items():
+        assert done[name].returncode == 0, (name, done[name].stderr[-3000:])
+        two = json.loads((workdir / f"{name}.json").read_text())
+        one = cli_main([subcommand, *args, *limits, f"--ckpt_path={last}"]).trainer.callback_metrics
+        split = "test" if subcommand == "test" else "val"
+        for metric in ("acc", "f1", "loss"):
+            key = f"{split}/{metric}"
+            assert two[key] == pytest.approx(float(one[key]), abs=1e-6), (name, key)
 
 
 def test_ddp_pre_training_syncs_perplexity(tiny_model, text_dataset, workdir):
