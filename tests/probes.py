@@ -71,17 +71,44 @@ class MarkTraining(L.Callback):
 
 
 class KillAtStep(L.Callback):
-    def __init__(self, step: int):
+    def __init__(self, step: int, process_group: bool = False):
         """SIGKILL the run once it has finished optimizer step `step`.
 
         Args:
             step: The global step to die at.
+            process_group: Kill every process of the run's process group (all DDP ranks, as a lost node
+                would), not only this one: start the run in a session of its own.
         """
-        self.step = step
+        self.step, self.process_group = step, process_group
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and trainer.is_global_zero:
+            if self.process_group:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordMasks(L.Callback):
+    def __init__(self, folder: str, batches: int = 2):
+        """Write, per rank, which positions of its first `batches` training batches were masked for MLM, and
+        which were special tokens or padding (never masked), to <folder>/rank<N>.json.
+
+        Args:
+            folder: Where the files go.
+            batches: How many batches to record.
+        """
+        self.folder, self.batches, self.seen = Path(folder), batches, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx < self.batches:
+            tokenizer = trainer.datamodule.tokenizer
+            special = set(tokenizer.all_special_ids) - {tokenizer.mask_token_id}
+            masked = (batch["labels"] != -100).tolist()
+            fixed = [[token in special for token in row] for row in batch["input_ids"].tolist()]
+            self.seen.append({"masked": masked, "special": fixed})
+        if batch_idx == self.batches - 1:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))
 
 
 class KillDuringValidation(L.Callback):

@@ -22,7 +22,12 @@ def start(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     this machine's two cores."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "bert_imdb", *args], cwd=workdir, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "bert_imdb", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        start_new_session=True,  # a run that kills its process group kills nothing else
     )
 
 
@@ -78,22 +83,94 @@ def test_ddp_ranks_train_on_disjoint_samples_and_test_as_one_process(tiny_model,
             assert two[key] == pytest.approx(float(one[key]), abs=1e-6), (name, key)
 
 
-def test_ddp_pre_training_syncs_perplexity(tiny_model, text_dataset, workdir):
-    run(workdir, "fit", *mlm_args(tiny_model, text_dataset), *DDP)
-    folder = workdir / "lightning_logs" / "mlm" / "version_0"
-    saved = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
-    # The validation set, masked once, is split between the ranks; the perplexity is over all of it.
-    one_process = cli_main(
-        [
-            "validate",
-            *mlm_args(tiny_model, text_dataset),
-            f"--ckpt_path={folder / 'checkpoints' / 'last.ckpt'}",
-        ]
+def masks(folder: Path) -> list[torch.Tensor]:
+    """The recorded MLM mask of each rank's first batches, False where either run had a special token."""
+    recorded = [json.loads((folder / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    return [(torch.tensor(b["masked"]), torch.tensor(b["special"])) for rank in recorded for b in rank]
+
+
+def test_ddp_pre_training_draws_its_own_masks_per_rank_and_worker_and_syncs_perplexity(
+    tiny_model, text_dataset, workdir
+):
+    args = mlm_args(tiny_model, text_dataset)
+
+    def fit(name: str, workers: int) -> subprocess.CompletedProcess:
+        record = ["--trainer.callbacks+=probes.RecordMasks", f"--trainer.callbacks.folder={name}"]
+        logger = [f"--trainer.logger.init_args.name={name}"]
+        return start(workdir, "fit", *args, *DDP, *record, *logger, f"--data.num_workers={workers}")
+
+    runs = {"a": 0, "again": 0, "workers": 2}
+    with ThreadPoolExecutor(2) as pool:
+        done = dict(zip(runs, pool.map(lambda name: fit(name, runs[name]), runs), strict=True))
+    for name in runs:
+        assert done[name].returncode == 0, (name, done[name].stderr[-3000:])
+
+    # Reproducible from the seed: the same masks in a second run.
+    assert all(
+        torch.equal(m1, m2)
+        for (m1, _), (m2, _) in zip(masks(workdir / "a"), masks(workdir / "again"), strict=True)
     )
+    # Every rank's (and with workers, every worker's) batches get masks of their own: with the same random
+    # draws, two batches of equal shape would be masked at the same ordinary positions.
+    for name in ("a", "workers"):
+        batches = masks(workdir / name)
+        for i, (mask_i, special_i) in enumerate(batches):
+            for mask_j, special_j in batches[i + 1 :]:
+                ordinary = ~special_i & ~special_j
+                assert not torch.equal(mask_i[ordinary], mask_j[ordinary]), (
+                    f"{name}: two batches share a mask"
+                )
+
+    folder = workdir / "lightning_logs" / "workers" / "version_0"
+    # The validation set, masked once, is split between the ranks; the perplexity is over all of it.
+    one_process = cli_main(["validate", *args, f"--ckpt_path={folder / 'checkpoints' / 'last.ckpt'}"])
     assert last_scalar(folder, "val/perplexity") == pytest.approx(
         float(one_process.trainer.callback_metrics["val/perplexity"]), rel=1e-4
     )
-    assert saved["global_step"] > 0
+
+
+def test_a_killed_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(tiny_model, hub_dataset, workdir):
+    # 320 training reviews over 2 ranks in batches of 8: 20 steps an epoch, 40 in all; last.ckpt every 5.
+    args = tiny_args(
+        tiny_model, hub_dataset, "--trainer.deterministic=true", "--last_checkpoint.every_n_train_steps=5"
+    )
+    kill = [
+        "--trainer.callbacks+=probes.KillAtStep",
+        "--trainer.callbacks.step=27",
+        "--trainer.callbacks.process_group=true",
+    ]
+    (workdir / "whole").mkdir()
+    (workdir / "killed").mkdir()
+    with ThreadPoolExecutor(2) as pool:
+        whole, killed = pool.map(
+            lambda a: start(*a),
+            [(workdir / "whole", "fit", *args, *DDP), (workdir / "killed", "fit", *args, *DDP, *kill)],
+        )
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    run = Path("lightning_logs") / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(workdir / "killed" / run, weights_only=True)["global_step"] == 25
+
+    # Another number of processes, or another batch size, would not train the batches the run would have.
+    for other, said in (
+        ([], "processes 2, this run has 1"),
+        ([*DDP, "--data.batch_size=16"], "data.batch_size 8, this run has 16"),
+    ):
+        refused = start(workdir / "killed", "fit", *args, *other, "--ckpt_path=last")
+        assert refused.returncode == 1 and said in refused.stderr.strip().splitlines()[-1], refused.stderr[
+            -3000:
+        ]
+        assert "Traceback" not in refused.stderr
+
+    resumed = start(workdir / "killed", "fit", *args, *DDP, "--ckpt_path=last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, got = (torch.load(workdir / folder / run, weights_only=True) for folder in ("whole", "killed"))
+    assert got["global_step"] == expected["global_step"] == 40
+    largest = max(
+        float((expected["state_dict"][k] - got["state_dict"][k]).abs().max()) for k in expected["state_dict"]
+    )
+    # Resumed with rank 0's random states on both ranks, rank 1's dropout masks differ: 2.6e-3 (seen).
+    assert largest < 1e-5, f"the resumed run ended elsewhere (largest difference {largest:.2e})"
 
 
 # (processes, DataLoader workers, reviews, batch size): a file of 20 in batches of 16 over 2 x 2 lost 4
