@@ -15,7 +15,7 @@ from bert_imdb.checkpointing import AtomicCheckpointIO, EpochEndResumeFitLoop, E
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
-from bert_imdb.export import check_checkpoint_file, export, load_checkpoint
+from bert_imdb.export import export, load_checkpoint
 from bert_imdb.precision import checked_precision
 from bert_imdb.predictions import PredictionWriter
 from bert_imdb.pretraining import MaskedLanguageModel
@@ -106,7 +106,7 @@ class BertImdbCLI(LightningCLI):
             # Also before LightningCLI replaces the model's arguments by the checkpoint's.
             _check_same_setup(ckpt_path, self.config[subcommand])
         elif _is_file_path(ckpt_path):
-            check_checkpoint_file(ckpt_path)
+            load_checkpoint(ckpt_path, mmap=True)
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)

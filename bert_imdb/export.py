@@ -1,6 +1,7 @@
 """`python -m bert_imdb export`: a classifier or MLM checkpoint to a Hugging Face model folder."""
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -37,7 +38,17 @@ def load_checkpoint(ckpt_path: str, mmap: bool = False) -> dict:
         checkpoint = torch.load(
             Path(ckpt_path).expanduser(), map_location="cpu", weights_only=True, mmap=mmap
         )
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+    except pickle.UnpicklingError as err:
+        # weights_only refused an object it would have had to import (a function, a class): loading it
+        # would run code. torch's message then advises weights_only=False, which is exactly what not to do.
+        refused = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if refused is None:
+            raise UserError(f"checkpoint {ckpt_path} {UNREADABLE}") from err
+        raise UserError(
+            f"checkpoint {ckpt_path} holds a pickled {refused.group(1)}, which bert_imdb never loads (loading "
+            "it could run code): use a checkpoint written by fit"
+        ) from err
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
         raise UserError(f"checkpoint {ckpt_path} {UNREADABLE}") from err
     if not isinstance(checkpoint, dict) or not {"state_dict", "hyper_parameters"} <= checkpoint.keys():
         raise UserError(

@@ -3,6 +3,7 @@ noted, a handled result. Nothing the user has is overwritten."""
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,40 @@ def test_a_bad_checkpoint(tiny_model, hub_dataset, workdir, best_checkpoint, dam
     reviews.write_text("a wonderful film\n")
     text = one_line_error(lambda: predict(tiny_model, hub_dataset, broken, reviews))
     assert "cannot be read (truncated, or not a checkpoint)" in text
+
+
+class RunsCode:
+    """Unpickling this (without weights_only) would run a shell command."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict", "export"])
+def test_a_checkpoint_holding_code_runs_nothing_and_names_the_global(
+    tiny_model, hub_dataset, workdir, best_checkpoint, subcommand
+):
+    evil, marker = workdir / "evil.ckpt", workdir / "ran"
+    checkpoint = torch.load(best_checkpoint, weights_only=True)
+    checkpoint["hyper_parameters"]["callback"] = RunsCode(marker)
+    torch.save(checkpoint, evil)
+    reviews = workdir / "reviews.txt"
+    reviews.write_text("a wonderful film\n")
+    args = (
+        [f"--ckpt_path={evil}", f"--output_dir={workdir / 'out'}"]
+        if subcommand == "export"
+        else [*tiny_args(tiny_model, hub_dataset), f"--ckpt_path={evil}", f"--data.predict_file={reviews}"]
+    )
+    with pytest.raises(SystemExit) as exit_:
+        cli_main([subcommand, *args])
+    assert str(exit_.value.code) == (
+        f"error: checkpoint {evil} holds a pickled posix.system, which bert_imdb never loads (loading it "
+        "could run code): use a checkpoint written by fit"
+    )
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize(
