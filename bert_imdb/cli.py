@@ -21,6 +21,7 @@ from bert_imdb.predictions import PredictionWriter
 from bert_imdb.pretraining import MaskedLanguageModel
 from bert_imdb.pretraining_data import IMDbPretrainingDataModule
 from bert_imdb.review_files import scan_reviews
+from bert_imdb.slurm import SlurmRequeue
 from bert_imdb.throughput import TokenThroughputMonitor
 
 DESCRIPTION = (
@@ -92,6 +93,7 @@ class BertImdbCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(ExactResume, "exact_resume")
+        parser.add_lightning_class_args(SlurmRequeue, "slurm_requeue")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(TokenThroughputMonitor, "throughput")

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import lightning as L
@@ -146,3 +147,20 @@ class RecordMetrics(L.Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         self._write(trainer)
+
+
+class SlowFirstRun(L.Callback):
+    def __init__(self, seconds: float, after_step: int = 2):
+        """In the first run of a SLURM job (not a requeued one), sleep this long after every step from
+        `after_step` on, so that the job is still training when SLURM's warning signal arrives.
+
+        Args:
+            seconds: Sleep per step.
+            after_step: The first step to sleep after.
+        """
+        self.seconds, self.after_step = seconds, after_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        first_run = os.environ.get("SLURM_RESTART_COUNT", "0") == "0"
+        if "SLURM_JOB_ID" in os.environ and first_run and trainer.global_step >= self.after_step:
+            time.sleep(self.seconds)

@@ -1,9 +1,10 @@
-"""Lightning's SLURM auto-requeue, without a cluster: the environment of a single-task job, a stub scontrol
-that records its arguments, and a real SIGUSR1 sent to a running fit."""
+"""SLURM: a real job of slurm/one-node.sbatch on a one-node SLURM (`.ci/start-slurm`), requeued by SLURM's own
+warning signal; and, without a cluster, a single-task job's environment with a stub scontrol."""
 
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 
 import pytest
 import torch
+import yaml
 from conftest import REPO, tiny_args
 
 from bert_imdb.cli import cli_main
@@ -102,3 +104,109 @@ def test_sbatch_templates_run_a_command_the_cli_parses(template, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         cli_main([*words[3:], "--print_config"])
     assert exit_.value.code == 0
+
+
+def scontrol_job(job: str) -> dict[str, str]:
+    shown = subprocess.run(
+        ["scontrol", "show", "job", job], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(re.findall(r"(\w+)=(\S*)", shown))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("sbatch") is None, reason="no sbatch here: run .ci/start-slurm (as root) first"
+)
+def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
+    tiny_model, hub_dataset, workdir
+):
+    # 320 training reviews over 2 tasks in batches of 8: 20 steps an epoch.
+    max_steps = 70
+    config = workdir / "tiny.yaml"
+    settings = {
+        "seed_everything": 42,
+        "trainer": {
+            "accelerator": "cpu",
+            "max_steps": max_steps,
+            "deterministic": True,
+            "enable_progress_bar": False,
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "lightning_logs", "name": "tiny"},
+            },
+            # Only in the job's first run: it is still training when the signal comes.
+            "callbacks": [{"class_path": "probes.SlowFirstRun", "init_args": {"seconds": 1.5}}],
+        },
+        "model": {"model_name_or_path": tiny_model, "learning_rate": 0.002},
+        "data": {"dataset": hub_dataset, "max_length": 64, "batch_size": 8, "val_fraction": 0.2},
+    }
+    config.write_text(yaml.safe_dump(settings))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "CONFIG": str(config)}
+    (workdir / ".venv").symlink_to(sys.prefix)  # the template activates .venv in its working folder
+    (workdir / "runs").mkdir()
+    # The same run, never stopped, for comparison: 2 processes outside SLURM.
+    whole = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bert_imdb",
+            "fit",
+            f"--config={config}",
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    # The template as it is, with CPU overrides: no GPUs, 2 tasks, 3 minutes, so SLURM's SIGUSR1 (90 s before
+    # the limit) comes about 90 s in; the first run sleeps between steps to still be training then.
+    job = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--gres=none",
+            "--ntasks-per-node=2",
+            "--cpus-per-task=1",
+            "--mem=4G",
+            "--time=3",
+            f"--chdir={workdir}",
+            f"--output={workdir}/%x-%j.out",
+            str(REPO / "slurm" / "one-node.sbatch"),
+        ],
+        env={**env, "SBATCH_EXPORT": "ALL"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    wait_for(lambda: scontrol_job(job).get("Restarts") == "1", seconds=240)
+    # SLURM holds a requeued job for two minutes before it may start again; no need to wait for that here.
+    wait_for(lambda: scontrol_job(job)["JobState"] == "PENDING", seconds=60)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    wait_for(
+        lambda: scontrol_job(job)["JobState"] in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"), seconds=240
+    )
+    assert whole.wait(timeout=240) == 0, whole.stderr.read()[-3000:]
+
+    log = (workdir / f"bert_imdb-{job}.out").read_text()
+    shown = scontrol_job(job)
+    assert (shown["JobState"], shown["Restarts"]) == ("COMPLETED", "1"), log[-3000:]
+    run = workdir / "runs" / f"bert_imdb-{job}"
+    hpc = torch.load(run / "hpc_ckpt_1.ckpt", weights_only=True)
+    assert 2 < hpc["global_step"] < max_steps
+    assert f"Restoring states from the checkpoint path at runs/bert_imdb-{job}/hpc_ckpt_1.ckpt" in log
+    assert "Traceback" not in log and "Error" not in log
+    folder = run / "tiny" / "run"
+    assert {"config.yaml", "config-1.yaml"} <= {p.name for p in folder.iterdir()}
+    expected = torch.load(
+        workdir / "lightning_logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True
+    )
+    got = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert got["global_step"] == expected["global_step"] == max_steps
+    largest = max(
+        float((expected["state_dict"][k] - got["state_dict"][k]).abs().max()) for k in expected["state_dict"]
+    )
+    assert largest < 1e-5, f"the requeued job ended elsewhere (largest difference {largest:.2e})"
