@@ -16,6 +16,7 @@ from torchmetrics.classification import (
 from transformers import AutoModelForSequenceClassification
 
 from bert_imdb.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table, pr_counts
+from bert_imdb.hparams import hyperparameters, log_hparams
 from bert_imdb.imdb import LABEL_NAMES
 from bert_imdb.optimization import adamw_with_linear_warmup, check_warmup_ratio
 from bert_imdb.pretrained import from_pretrained
@@ -85,6 +86,7 @@ class SentimentClassifier(CountsFlops, L.LightningModule):
         self.losses = nn.ModuleDict({split: MeanMetric() for split in splits})
         self.plots = nn.ModuleDict({split: plots.clone() for split in splits})
         self.wrong = {split: ConfidentlyWrong() for split in splits}
+        self._loaded_step: int | None = None
 
     def _run(self, batch: dict):
         """The Hugging Face model on a batch, without the ids and texts that ride along with it."""
@@ -123,19 +125,32 @@ class SentimentClassifier(CountsFlops, L.LightningModule):
         counts, wrong = pr_counts(self.plots[split]["pr_curve"]), self.wrong[split].top()
         if not (self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger)):
             return
-        writer, step = self.logger.experiment, self.global_step
+        writer, step = self.logger.experiment, self._weights_step()
         for name, metric in self.plots[split].items():
             # Drawn only here, where it is logged; add_figure closes it, so none is left open.
             writer.add_figure(f"{split}/{name}", metric.plot(values[name])[0], step)
         add_pr_curve(writer, f"{split}/pr_curve", counts, step)
         writer.add_text(f"{split}/confidently_wrong", confidently_wrong_table(wrong), step)
 
-    def _log_hparams_with_final_acc(self, split: str) -> None:
-        """Fill TensorBoard's HPARAMS tab: the run's hyperparameters next to its final `hp/<split>_acc`."""
-        if isinstance(self.logger, TensorBoardLogger):
-            data = self.trainer.datamodule.hparams if self.trainer.datamodule is not None else {}
-            acc = float(self.trainer.callback_metrics.get(f"{split}/acc", float("nan")))
-            self.logger.log_hyperparams({**self.hparams, **data}, {f"hp/{split}_acc": acc})
+    def _log_hparams_with_final_scores(self, split: str) -> None:
+        """Fill TensorBoard's HPARAMS tab: the run's hyperparameters next to its final `hp/<split>_acc` and
+        `hp/<split>_f1`, logged at the step of the weights they score (the tested checkpoint's, for test)."""
+        if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
+            found = self.trainer.callback_metrics
+            scores = {
+                f"hp/{split}_{s}": float(found.get(f"{split}/{s}", float("nan"))) for s in ("acc", "f1")
+            }
+            log_hparams(self.logger.experiment, hyperparameters(self.trainer), scores, self._weights_step())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._loaded_step = checkpoint.get("global_step")
+
+    def _weights_step(self) -> int:
+        """The training step of the weights being evaluated: while fitting, the current one; evaluating a
+        checkpoint, its own (Lightning restores no training progress then, so global_step reads 0)."""
+        if self.trainer.state.fn == "fit" or self._loaded_step is None:
+            return self.global_step
+        return self._loaded_step
 
     def _start_epoch(self, split: str) -> None:
         # Reset here, not at the end of the last epoch: a reset under `validate`'s inference mode would leave
@@ -154,7 +169,7 @@ class SentimentClassifier(CountsFlops, L.LightningModule):
         self._end_evaluation("val")
 
     def on_fit_end(self) -> None:
-        self._log_hparams_with_final_acc("val")
+        self._log_hparams_with_final_scores("val")
 
     def on_test_epoch_start(self) -> None:
         self._start_epoch("test")
@@ -166,7 +181,7 @@ class SentimentClassifier(CountsFlops, L.LightningModule):
         self._end_evaluation("test")
 
     def on_test_end(self) -> None:
-        self._log_hparams_with_final_acc("test")
+        self._log_hparams_with_final_scores("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         probabilities = self(batch).float().softmax(-1)

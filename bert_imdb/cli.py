@@ -16,6 +16,7 @@ from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
 from bert_imdb.export import export, load_checkpoint
+from bert_imdb.model_card import ValidationRecord
 from bert_imdb.precision import checked_precision
 from bert_imdb.predictions import PredictionWriter
 from bert_imdb.pretraining import MaskedLanguageModel
@@ -94,6 +95,7 @@ class BertImdbCLI(LightningCLI):
         )
         parser.add_lightning_class_args(ExactResume, "exact_resume")
         parser.add_lightning_class_args(SlurmRequeue, "slurm_requeue")
+        parser.add_lightning_class_args(ValidationRecord, "validation_record")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(TokenThroughputMonitor, "throughput")
@@ -149,6 +151,8 @@ class BertImdbCLI(LightningCLI):
             resumed = self._continue_last_run(config.trainer.logger)
             if resumed is not None:
                 _check_same_setup(resumed, config)
+        elif _is_file_path(config.ckpt_path):
+            self._log_into_checkpoint_run(config.trainer.logger, Path(config.ckpt_path))
 
     @staticmethod
     def _resolve_checkpoint_metric(checkpoint, model_class: type) -> None:
@@ -176,6 +180,21 @@ class BertImdbCLI(LightningCLI):
             return None
         logger.init_args.version = last[-1].parent.parent.name
         return last[-1]
+
+    @staticmethod
+    def _log_into_checkpoint_run(logger, ckpt_path: Path) -> None:
+        """A checkpoint from a run folder (<save_dir>/<name>/<version>/checkpoints/) is evaluated, predicted
+        or resumed in that run: TensorBoard then shows test/* beside the fit's train/* and val/*, and one
+        HPARAMS row with both accuracies. Not when the logger's version is set, or is not TensorBoard."""
+        if not (isinstance(logger, dict) or hasattr(logger, "class_path")):
+            return
+        if not logger.class_path.endswith("TensorBoardLogger") or logger.init_args.get("version") is not None:
+            return
+        run = ckpt_path.expanduser().resolve().parent.parent
+        if ckpt_path.parent.name != "checkpoints" or not (run / "hparams.yaml").is_file():
+            return
+        logger.init_args.save_dir, logger.init_args.name = str(run.parent.parent), run.parent.name
+        logger.init_args.version = run.name
 
 
 def _is_file_path(ckpt_path: str | None) -> bool:

@@ -169,6 +169,10 @@ class IMDbDataModule(L.LightningDataModule):
             persistent_workers=self.hparams.num_workers > 0,
         )
 
+    def state_dict(self) -> dict:
+        # Kept in checkpoints by Lightning: export writes the sizes into the model card.
+        return {split: len(self.datasets[split]) for split in ("train", "val") if split in self.datasets}
+
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         if not hp.group_by_length:

@@ -9,9 +9,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from bert_imdb.classifier import SentimentClassifier
+from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
+from bert_imdb.model_card import model_card
 from bert_imdb.pretrained import load_tokenizer
 from bert_imdb.pretraining import MaskedLanguageModel
+from bert_imdb.pretraining_data import IMDbPretrainingDataModule
 
 UNREADABLE = "cannot be read (truncated, or not a checkpoint): pass a complete .ckpt written by fit"
 
@@ -59,6 +62,8 @@ def load_checkpoint(ckpt_path: str, mmap: bool = False) -> dict:
 
 # The modules export knows, by the class name LightningCLI records in the checkpoint (`_class_path`).
 EXPORTABLE = {cls.__name__: cls for cls in (SentimentClassifier, MaskedLanguageModel)}
+# Lightning keeps a data module's `state_dict` in checkpoints under its class's qualified name.
+DATA_MODULES = {cls.__qualname__ for cls in (IMDbDataModule, IMDbPretrainingDataModule)}
 
 
 @rank_zero_only
@@ -97,4 +102,7 @@ def export(*, ckpt_path: str, output_dir: str, overwrite: bool = False) -> None:
         tokenizer.model_max_length = max_length
     module.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    # What the data module recorded of its sizes (absent from checkpoints written before it did).
+    sizes = next((v for k, v in checkpoint.items() if k in DATA_MODULES and isinstance(v, dict)), {})
+    (out / "README.md").write_text(model_card(name, checkpoint, ckpt_path, sizes), encoding="utf-8")
     rank_zero_info(f"Exported {name} checkpoint {ckpt_path} to {out}")

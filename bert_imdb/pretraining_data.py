@@ -336,6 +336,10 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
             )
         self.datasets.update(self._prepared(["train", "val"] if stage == "fit" else ["val"]))
 
+    def state_dict(self) -> dict:
+        # Kept in checkpoints by Lightning: export writes the sizes into the model card.
+        return {split: len(self.datasets[split]) for split in ("train", "val") if split in self.datasets}
+
     def train_dataloader(self) -> DataLoader:
         # Stateful: a run resumed from a mid-epoch checkpoint goes on with the batches it had not seen.
         return StatefulDataLoader(

@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO, SHARED, mlm_args, tiny_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+from tensorboard.util import tensor_util
 
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.cli import cli_main
@@ -20,8 +21,8 @@ from bert_imdb.pretraining_data import IMDbPretrainingDataModule
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 
-def scalars(event_file: Path) -> dict[str, list[tuple[int, float]]]:
-    events = EventAccumulator(str(event_file))
+def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run))
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
@@ -89,38 +90,49 @@ def test_fit_test_predict_end_to_end(tiny_model, hub_dataset, workdir):
     assert not list(workdir.glob("*.partial"))
 
 
-def test_tensorboard_gets_scalars_figures_hparams_and_wrong_reviews(tiny_model, hub_dataset, workdir):
+def test_a_fit_and_its_test_are_one_tensorboard_run(tiny_model, hub_dataset, workdir):
     fit = cli_main(["fit", *tiny_args(tiny_model, hub_dataset, "--throughput.window_size=5")])
-    (event_file,) = Path(fit.trainer.log_dir).glob("events.out.tfevents.*")
-    logged = scalars(event_file)
+    run = Path(fit.trainer.log_dir).resolve()
+    best = fit.trainer.checkpoint_callback.best_model_path
+    test = cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best}"])
+    assert Path(test.trainer.log_dir).resolve() == run
+    assert [p.name for p in run.parent.iterdir()] == ["version_0"]
+
+    logged = scalars(run)
     expected = {"train/loss", "train/padding_fraction", "train/device/items_per_sec", "val/loss", "val/acc"}
-    assert expected | {"val/f1", "lr-AdamW/decay", "lr-AdamW/no_decay", "hp/val_acc"} <= set(logged)
+    assert expected | {"val/f1", "lr-AdamW/decay", "lr-AdamW/no_decay", "test/acc", "test/f1"} <= set(logged)
     assert len(logged["val/acc"]) == 2  # once per epoch
     assert len(logged["train/loss"]) == fit.trainer.global_step  # every step (log_every_n_steps=1)
-    assert all(0 <= fraction < 1 for _, fraction in logged["train/padding_fraction"])
     assert logged["hp/val_acc"][-1][1] == pytest.approx(logged["val/acc"][-1][1])
+    assert logged["hp/test_acc"][-1][1] == pytest.approx(logged["test/acc"][-1][1])
 
-    events = EventAccumulator(str(event_file), size_guidance={"tensors": 0, "images": 0})
+    events = EventAccumulator(str(run), size_guidance={"tensors": 0, "images": 0})
     events.Reload()
-    assert {"val/confusion_matrix", "val/pr_curve"} <= set(events.Tags()["images"])
+    images = {"val/confusion_matrix", "val/pr_curve", "test/confusion_matrix", "test/pr_curve"}
+    assert images <= set(events.Tags()["images"])
     assert len(events.Images("val/confusion_matrix")) == 2  # per epoch, none for the sanity check
-    session = HParamsPluginData.FromString(
-        events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
-    ).session_start_info
-    assert {"model_name_or_path", "learning_rate", "max_length", "batch_size"} <= set(session.hparams)
-    experiment = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/experiment"])
-    assert [m.name.tag for m in experiment.experiment.metric_infos] == ["hp/val_acc"]
+    # HPARAMS: one run, its real hyperparameters, both accuracies.
+    content = events.PluginTagToContent("hparams")
+    session = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert {"model.model_name_or_path", "model.learning_rate", "data.max_length", "trainer.precision"} <= set(
+        session.hparams
+    )
+    assert not [name for name in session.hparams if "_class_path" in name or "_instantiator" in name]
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert [m.name.tag for m in experiment.metric_infos] == [
+        "hp/val_acc",
+        "hp/val_f1",
+        "hp/test_acc",
+        "hp/test_f1",
+    ]
     (table,) = events.Tensors("val/confidently_wrong/text_summary")[-1].tensor_proto.string_val
     assert table.decode().startswith("| confidence in the wrong label | true label | review |")
 
-    best = fit.trainer.checkpoint_callback.best_model_path
-    test = cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best}"])
-    (test_events,) = Path(test.trainer.log_dir).glob("events.out.tfevents.*")
-    tested = scalars(test_events)
-    assert tested["hp/test_acc"][-1][1] == pytest.approx(tested["test/acc"][-1][1])
-    test_images = EventAccumulator(str(test_events), size_guidance={"images": 0})
-    test_images.Reload()
-    assert {"test/confusion_matrix", "test/pr_curve"} <= set(test_images.Tags()["images"])
+    # The PR CURVES tab: at the lowest threshold every review is predicted positive, so the true positives
+    # there are the positives of the test set, and the false positives its negatives.
+    curve = tensor_util.make_ndarray(events.Tensors("test/pr_curve")[-1].tensor_proto)
+    labels = test.trainer.datamodule.datasets["test"]["labels"]
+    assert (curve[0, 0], curve[1, 0]) == (sum(labels), len(labels) - sum(labels))
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,10 @@
 import csv
+import re
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import mlm_args, tiny_args
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
@@ -101,3 +103,44 @@ def test_export_to_a_path_that_is_a_file_ends_in_one_line(workdir, best_checkpoi
         cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={target}", "--overwrite=true"])
     assert str(exit_.value.code) == f"error: {target} is a file: pass a folder (new or empty) as --output_dir"
     assert target.read_text() == "keep me"
+
+
+def card(folder: Path) -> tuple[dict, str]:
+    """The front matter and text of an exported folder's README.md."""
+    _, front, text = (folder / "README.md").read_text().split("---\n", 2)
+    return yaml.safe_load(front), text
+
+
+def test_export_writes_a_model_card_with_the_runs_metrics(tiny_model, hub_dataset, workdir, best_checkpoint):
+    out = workdir / "exported"
+    cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={out}"])
+    front, text = card(out)
+    assert front["pipeline_tag"] == "text-classification" and "base_model" not in front  # a local folder
+    assert f"- **Base model**: `{tiny_model}`" in text
+    assert f"- **Training data**: `{hub_dataset}`: 320 training reviews, 80 held out for validation." in text
+    # max_length 64, head+tail: the first 64 // 4 and the rest but [CLS] and [SEP] from the end.
+    assert "kept their first 16 and last 46 tokens (head+tail)" in text and "bert_imdb predict" in text
+    val_acc = re.search(r"val_acc(\d\.\d{4})", best_checkpoint.name).group(1)
+    assert f"| `val/acc` | {val_acc} |" in text
+    assert "| `test/acc` | not recorded |" in text
+    assert yaml.safe_load(text.split("```yaml\n")[1].split("```")[0])["data"]["max_length"] == 64
+
+    # Tested, the checkpoint's run holds its test metrics too; exported again over the first export.
+    test = cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best_checkpoint}"])
+    cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={out}", "--overwrite=true"])
+    test_acc = float(test.trainer.callback_metrics["test/acc"])
+    assert f"| `test/acc` | {test_acc:.4f} |" in card(out)[1]
+
+    # A checkpoint whose run folder is gone (its validation metrics travel with it, its test's do not), and
+    # one from before checkpoints kept them: the card says so, and export works.
+    moved = workdir / "elsewhere" / "model.ckpt"
+    moved.parent.mkdir()
+    checkpoint = torch.load(best_checkpoint, weights_only=True)
+    torch.save(checkpoint, moved)
+    cli_main(["export", f"--ckpt_path={moved}", f"--output_dir={workdir / 'moved'}"])
+    text = card(workdir / "moved")[1]
+    assert f"| `val/acc` | {val_acc} |" in text and "| `test/acc` | not recorded |" in text
+    del checkpoint["callbacks"]["ValidationRecord"]
+    torch.save(checkpoint, moved)
+    cli_main(["export", f"--ckpt_path={moved}", f"--output_dir={workdir / 'older'}"])
+    assert "| `val/acc` | not recorded |" in card(workdir / "older")[1]
