@@ -122,7 +122,8 @@ class BertImdbCLI(LightningCLI):
         return trainer
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        # Without a subcommand (run=False), the classes are only built: there is nothing to run or resume.
+        config = self.config[self.subcommand] if self.subcommand else self.config
         model_class, data_class = _import(config.model.class_path), _import(config.data.class_path)
         expected = DATA_OF_MODEL.get(model_class)
         if expected is not None and data_class in DATA_OF_MODEL.values() and data_class is not expected:
@@ -139,6 +140,8 @@ class BertImdbCLI(LightningCLI):
                 f"and {self.subcommand} a SentimentClassifier started from the export"
             )
         self._resolve_checkpoint_metric(config.checkpoint, model_class)
+        if self.subcommand is None:
+            return
         predict_file = config.data.init_args.get("predict_file")
         if self.subcommand == "predict" and predict_file is not None:
             # Here, before the Trainer starts the other processes: one error line, not one per process.
@@ -231,10 +234,11 @@ def _check_same_setup(ckpt_path: str | Path, config) -> None:
             )
 
 
-def cli_main(args: ArgsType = None) -> BertImdbCLI | None:
+def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
     """Run the CLI; bad input ends with a one-line message (exit status 1) instead of a traceback.
 
     `export` is no Trainer method, so it gets its own small parser beside LightningCLI's subcommands.
+    With `run` false, `args` has no subcommand and the CLI only builds the model, data module and trainer.
     """
     argv = sys.argv[1:] if args is None else args
     try:
@@ -262,6 +266,7 @@ def cli_main(args: ArgsType = None) -> BertImdbCLI | None:
             parser_kwargs={"description": DESCRIPTION},
             auto_configure_optimizers=False,  # each module's configure_optimizers owns them
             args=args,
+            run=run,
         )
     except (UserError, ValueError) as err:
         cause = _user_error_in(err)

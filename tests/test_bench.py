@@ -17,20 +17,16 @@ def test_bench_runs_both_recipes_on_the_same_reviews_and_reports_them(tiny_model
     [report_file] = results.glob("*.json")
     report = json.loads(report_file.read_text())
     peer, ours = report["runs"]["peer"], report["runs"]["bert_imdb"]
-    # Same reviews, same epochs: the same real tokens, whatever the padding and truncation.
-    assert peer["real_tokens"] == ours["real_tokens"] > 0
+    # Same reviews, same epochs: the same real tokens, whatever the padding and truncation; and so the
+    # same model FLOPs, counted by each run its own way (bert_imdb per batch, the peer over its dataset).
+    assert peer["real_tokens"] == ours["real_tokens"]
+    assert peer["flops"] == ours["flops"]
     assert peer["padded_tokens"] == 32 * 64 * 2  # every review padded to max length, twice
-    assert ours["real_tokens"] <= ours["padded_tokens"] < peer["padded_tokens"]
-    for run in (peer, ours):
-        assert 0 < run["train_seconds"] < run["wall_seconds"]
-        assert 0 <= run["test_acc"] <= 1
-        assert run["flops"] > 0 and run["mfu"] > 0
-        assert run["peak_rss_gb"] > 0
-    assert len(peer["test_acc_per_epoch"]) == 2
-    assert report["ratios"]["speedup"] == peer["wall_seconds"] / ours["wall_seconds"]
-    assert report["matmul_peak_gflops"]["fp32"] > 0
+    assert ours["padded_tokens"] < peer["padded_tokens"]  # grouped batches, padded to their longest
+    assert len(peer["test_acc_per_epoch"]) == 2  # the seed recipe evaluates on test every epoch
     table = report_file.with_suffix(".md").read_text()
-    assert "| test accuracy |" in table and f"{report['ratios']['speedup']:.2f}x" in table
+    row = next(line for line in table.splitlines() if line.startswith("| test accuracy |"))
+    assert row.split("|")[2:4] == [f" {peer['test_acc']:.3f} ", f" {ours['test_acc']:.3f} "]
 
 
 def test_bench_levers_mode_measures_defaults_and_the_levers_named(tiny_model, hub_dataset, workdir):
@@ -41,7 +37,9 @@ def test_bench_levers_mode_measures_defaults_and_the_levers_named(tiny_model, hu
     levers = json.loads(report_file.read_text())["levers"]
     assert list(levers) == ["defaults", "random batches", "fp32"]
     for run in levers.values():
-        assert run["real_tokens"] > 0 and run["eval_reviews"] == 16  # one validation, all of it
+        assert run["eval_reviews"] == 16  # one validation, all of it
+    # Precision changes how the batches are computed, not which: the same tokens.
+    assert levers["fp32"]["real_tokens"] == levers["defaults"]["real_tokens"]
     assert levers["fp32"]["precision"] == "32-true"
     # The same reviews in other batches: random batches pad more.
     assert levers["random batches"]["padding_fraction"] > levers["defaults"]["padding_fraction"]

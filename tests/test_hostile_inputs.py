@@ -63,13 +63,16 @@ def test_a_5_mb_review_is_truncated_and_predicted(tiny_model, hub_dataset, workd
     reviews = workdir / "huge.jsonl"
     huge = " ".join(["the film was wonderful"] * 250_000)  # 5.5 MB on one line
     assert len(huge) > 5_000_000
-    reviews.write_text(json.dumps({"id": "huge", "text": huge}) + "\n" + json.dumps({"text": "awful"}) + "\n")
+    # A review of the same words, shorter but still cut: head+tail keeps the same tokens of both.
+    short = " ".join(["the film was wonderful"] * 40)
+    lines = [{"id": "huge", "text": huge}, {"text": "awful"}, {"id": "short", "text": short}]
+    reviews.write_text("".join(json.dumps(line) + "\n" for line in lines))
     run = predict(tiny_model, hub_dataset, best_checkpoint, reviews)
     with (Path(run.trainer.log_dir) / "predictions.csv").open() as output:
         rows = list(csv.DictReader(output))
-    assert [row["id"] for row in rows] == ["huge", "2"]
+    assert [row["id"] for row in rows] == ["huge", "2", "short"]
     assert run.trainer.num_predict_batches == [1]  # a known total: the progress bar shows how far along
-    assert all(0.5 <= float(row["probability"]) <= 1 for row in rows)
+    assert float(rows[0]["pos_probability"]) == pytest.approx(float(rows[2]["pos_probability"]), abs=1e-6)
 
 
 def test_empty_lines_are_skipped_counted_and_said(tiny_model, hub_dataset, workdir, best_checkpoint, caplog):
@@ -177,8 +180,8 @@ def test_remote_code_is_never_run(tiny_model, hub_dataset, workdir):
     (evil / "config.json").write_text(json.dumps(config))
     marker = workdir / "pwned"
     (evil / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
-    fit = cli_main(["fit", *tiny_args(str(evil), hub_dataset, "--trainer.max_epochs=1")])
-    assert type(fit.model.model).__name__ == "BertForSequenceClassification"
+    built = cli_main(tiny_args(str(evil), hub_dataset), run=False)  # model and tokenizer, loaded
+    assert type(built.model.model).__name__ == "BertForSequenceClassification"
     assert not marker.exists()
 
 
