@@ -1,8 +1,10 @@
 """Reading IMDb: from a Hub id, a local folder laid out like the Hub repository, or an extracted aclImdb/,
 with its splits and labels checked, and the subsets a run trains, validates and tests on."""
 
+import hashlib
 from pathlib import Path
 
+import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Value, concatenate_datasets, load_dataset
 from datasets.exceptions import DatasetNotFoundError
 
@@ -47,6 +49,18 @@ def _load_acl_imdb(root: Path) -> DatasetDict:
     return DatasetDict(splits)
 
 
+def _local_cache_dir(folder: Path) -> str:
+    """A datasets cache folder of a local dataset folder's own, named after its files (paths, sizes and
+    modification times). datasets names the cache of a local folder after the folder's name and its
+    README's configs only (seen with datasets 5.2): two folders both called imdb with the same README (a
+    copy of stanfordnlp/imdb and a smaller one for tests, say) would share a cache, and the second would
+    silently load the first's reviews."""
+    files = sorted(p for p in folder.resolve().rglob("*") if p.is_file())
+    listing = "\n".join(f"{p} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in files)
+    digest = hashlib.sha256(listing.encode()).hexdigest()[:16]
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "bert_imdb-local" / f"{folder.name}-{digest}")
+
+
 def _load_splits(dataset: str, needed: tuple[str, ...]) -> DatasetDict:
     """The splits of IMDb from a Hub id, a local Hub-layout folder or an extracted aclImdb/."""
     path = Path(dataset).expanduser()
@@ -57,7 +71,7 @@ def _load_splits(dataset: str, needed: tuple[str, ...]) -> DatasetDict:
         raise UserError(f"dataset path {dataset} does not exist: check data.dataset, or use stanfordnlp/imdb")
     else:
         try:
-            data = load_dataset(dataset)
+            data = load_dataset(dataset, cache_dir=_local_cache_dir(path) if path.is_dir() else None)
         except (DatasetNotFoundError, FileNotFoundError, ValueError) as err:
             reason = str(err).strip().splitlines()[0]
             raise UserError(

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import IMDB_FEATURES, make_rows
+from conftest import IMDB_FEATURES, make_rows, write_hub_layout
 from datasets import Dataset
 
 from bert_imdb.errors import UserError
@@ -47,3 +47,11 @@ def test_missing_split_is_named(tmp_path):
     Dataset.from_list(make_rows(10, 0), features=IMDB_FEATURES).to_json(str(tmp_path / "train.jsonl"))
     with pytest.raises(UserError, match="has no test split"):
         load_imdb(str(tmp_path))
+
+
+def test_two_folders_of_the_same_name_and_readme_load_their_own_reviews(tmp_path):
+    small, large = (
+        write_hub_layout(tmp_path / side / "imdb", n_train=n) for side, n in (("a", 40), ("b", 60))
+    )
+    assert len(load_imdb(str(small))["train"]) == 40
+    assert len(load_imdb(str(large))["train"]) == 60  # not the cached 40 of the first
