@@ -1,6 +1,11 @@
 import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
+
+from conftest import REPO
 
 from bert_imdb.bench import main
 
@@ -44,3 +49,32 @@ def test_bench_levers_mode_measures_defaults_and_the_levers_named(tiny_model, hu
     # The same reviews in other batches: random batches pad more.
     assert levers["random batches"]["padding_fraction"] > levers["defaults"]["padding_fraction"]
     assert "| random batches |" in report_file.with_suffix(".md").read_text()
+
+
+def test_profile_step_times_each_attention_setting_and_the_optimizer(tiny_model, hub_dataset, workdir):
+    args = [
+        "--model",
+        tiny_model,
+        "--dataset",
+        hub_dataset,
+        "--length",
+        "16",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+    ]
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "profile_step.py"), *args, "--matmul-size", "64"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    timed = re.findall(r"^  (.+): [\d,.]+ ms$", done.stdout, re.MULTILINE)
+    settings = [
+        "sdpa, attention dropout 0.1",
+        "sdpa, attention dropout 0 (fused kernel)",
+        "eager, attention dropout 0",
+    ]
+    assert timed[:3] == settings and timed[-2:] == ["foreach", "fused"]
+    assert "on 8x16 tokens" in done.stdout  # the batch it was asked for, without padding
