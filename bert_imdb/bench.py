@@ -28,7 +28,7 @@ import torch
 
 from bert_imdb import precision
 from bert_imdb.errors import UserError
-from bert_imdb.throughput import model_flops
+from bert_imdb.throughput import LENGTHS, FlopCounter, masked_positions, model_flops
 
 RUNS = ("peer", "bert_imdb")
 # Sized for an AVX2 CPU without bf16, 2 cores: 400/200 took 12:45 there, mostly the peer.
@@ -159,11 +159,15 @@ class TrainingClock(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._stop()
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._count = FlopCounter(pl_module.model)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        lengths = batch["attention_mask"].sum(1)
-        self.real_tokens += int(lengths.sum())
-        self.padded_tokens += batch["attention_mask"].numel()
-        self.flops += pl_module.flops_per_batch
+        # Counted on the host, from the lengths the collator read: the clock must not wait for the device.
+        lengths = batch[LENGTHS]
+        self.real_tokens += sum(lengths)
+        self.padded_tokens += batch["input_ids"].numel()
+        self.flops += self._count(lengths, masked_positions(batch))
 
 
 def run_bert_imdb(args: argparse.Namespace, workdir: Path) -> dict:
@@ -276,7 +280,7 @@ def run_peer(args: argparse.Namespace, workdir: Path) -> dict:
         "train_seconds": clock.seconds,
         "real_tokens": int(lengths.sum()) * args.epochs,
         "padded_tokens": len(train) * args.max_length * args.epochs,
-        "flops": model_flops(model, lengths) * args.epochs,
+        "flops": model_flops(model, lengths.tolist()) * args.epochs,
         "test_acc": clock.accuracies[-1],
         "test_acc_per_epoch": clock.accuracies,
     }

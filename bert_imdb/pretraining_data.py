@@ -19,6 +19,7 @@ from bert_imdb.batching import EvaluationSampler
 from bert_imdb.errors import UserError
 from bert_imdb.imdb import load_imdb_text
 from bert_imdb.pretrained import check_max_length, load_tokenizer
+from bert_imdb.throughput import LENGTHS, MASKED_INDEX
 
 HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)  # IMDb reviews carry HTML line breaks
 SENTENCE_ENDS = (".", "!", "?")
@@ -171,7 +172,27 @@ class MaskingCollator:
                 {**f, "offset_mapping": [*f["offset_mapping"], *[(0, 0)] * (longest - len(f["input_ids"]))]}
                 for f in features
             ]
-        return self.collate(features)
+        return with_host_counts(self.collate(features), features)
+
+
+class FixedMaskCollator:
+    """Validation batches, whose masks were drawn once: transformers' DataCollatorForTokenClassification pads
+    the input ids with [PAD] and the fixed labels with -100."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.collate = DataCollatorForTokenClassification(tokenizer)
+
+    def __call__(self, features: list[dict]) -> dict:
+        return with_host_counts(self.collate(features), features)
+
+
+def with_host_counts(batch: dict, features: list[dict]) -> dict:
+    """The batch with what the host knows before it moves: each example's length, and the flat positions of
+    the scored tokens (labels other than -100), read from the batch's CPU tensors. MaskedLanguageModel picks
+    the scored positions with them without reading the mask back from the device."""
+    batch[LENGTHS] = [len(f["input_ids"]) for f in features]
+    batch[MASKED_INDEX] = (batch["labels"].flatten() != -100).nonzero().squeeze(1)
+    return batch
 
 
 def mask_once(
@@ -364,8 +385,7 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
                 num_replicas=self.trainer.world_size if self.trainer else 1,
                 rank=self.trainer.global_rank if self.trainer else 0,
             ),
-            # Pads input ids with [PAD] and the fixed labels with -100.
-            collate_fn=DataCollatorForTokenClassification(self.tokenizer),
+            collate_fn=FixedMaskCollator(self.tokenizer),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )

@@ -1,69 +1,158 @@
-"""Training throughput in real tokens and model FLOPs: Lightning's ThroughputMonitor, told how to count."""
+"""Training throughput in real tokens and model FLOPs, counted on the host from what the collator knows,
+so that no training step waits for the accelerator to report it."""
+
+import time
+from collections.abc import Sequence
 
 import torch
-from lightning.pytorch.callbacks import ThroughputMonitor
+from lightning.fabric.utilities.throughput import Throughput, get_available_flops
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
 # Heads that run once per sequence (on [CLS]), not once per token.
 PER_SEQUENCE_HEADS = ("pooler", "classifier", "seq_relationship")
+# The masked-LM head, which MaskedLanguageModel runs on the scored (masked) positions only.
+MASKED_LM_HEAD = "cls.predictions"
+# What the collators add to a batch beside the model inputs: each example's real length in tokens, read
+# before padding; with masked-LM batches, the flat positions of the scored tokens.
+LENGTHS = "lengths"
+MASKED_INDEX = "masked_index"
 
 
-def model_flops(model: nn.Module, lengths: torch.Tensor, backward: bool = True) -> int:
-    """Model FLOPs of a step on sequences of these real lengths, forward and (by default) backward.
+class FlopCounter:
+    """Model FLOPs of a step on sequences of given real lengths, forward and (by default) backward.
 
     The usual count for MFU (Kaplan et al. 2020, PaLM appendix B): forward, 2 FLOPs per weight of every
     linear layer per token it is applied to, plus 4 x layers x hidden x length per token for attention's
     two matmuls (queries x keys, weights x values); backward, twice that. Padding positions are not
     counted: they are wasted work, not model work. Embedding lookups and element-wise operations are
-    left out.
+    left out. The weights are counted once, when the counter is made, not at every step.
     """
-    per_token = per_sequence = 0
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            if any(head in name for head in PER_SEQUENCE_HEADS):
-                per_sequence += module.weight.numel()
-            else:
-                per_token += module.weight.numel()
-    config = model.config
-    lengths = lengths.long()
-    attention = 4 * config.num_hidden_layers * config.hidden_size * int((lengths**2).sum())
-    forward = 2 * (per_token * int(lengths.sum()) + per_sequence * len(lengths)) + attention
-    return 3 * forward if backward else forward
+
+    def __init__(self, model: nn.Module):
+        self.per_token = self.per_sequence = self.per_masked = 0
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Linear):
+                weights = module.weight.numel()
+                if any(head in name for head in PER_SEQUENCE_HEADS):
+                    self.per_sequence += weights
+                elif MASKED_LM_HEAD in name:
+                    self.per_masked += weights
+                else:
+                    self.per_token += weights
+        self.attention = 4 * model.config.num_hidden_layers * model.config.hidden_size
+
+    def __call__(self, lengths: Sequence[int], masked: int | None = None, backward: bool = True) -> int:
+        """`masked`: how many positions the masked-LM head ran on (None: all of them)."""
+        tokens = sum(lengths)
+        head = self.per_masked * (tokens if masked is None else masked)
+        attention = self.attention * sum(length * length for length in lengths)
+        forward = 2 * (self.per_token * tokens + self.per_sequence * len(lengths) + head) + attention
+        return 3 * forward if backward else forward
 
 
-class CountsFlops:
-    """For LightningModules that hold a Hugging Face model as `self.model` and call `count(batch)` in
-    each step: `flops_per_batch`, which Lightning's ThroughputMonitor reads after every batch."""
-
-    _lengths: torch.Tensor | None = None
-
-    def count(self, batch: dict) -> None:
-        self._lengths = batch["attention_mask"].sum(1)
-
-    @property
-    def flops_per_batch(self) -> int | None:
-        # Counted when asked (only the monitor asks): reading the lengths waits for the device.
-        if self._lengths is None:
-            return None
-        return model_flops(self.model, self._lengths, backward=self.training)
+def model_flops(model: nn.Module, lengths: Sequence[int], backward: bool = True) -> int:
+    """FlopCounter(model)(lengths): a one-off count, with every position through the whole model."""
+    return FlopCounter(model)(lengths, backward=backward)
 
 
-def _reviews(batch: dict) -> int:
-    return batch["input_ids"].shape[0]
+def masked_positions(batch: dict) -> int | None:
+    """How many positions the masked-LM head scores in this batch, known from a tensor's shape."""
+    index = batch.get(MASKED_INDEX)
+    return None if index is None else len(index)
 
 
-def _real_tokens(batch: dict) -> int:
-    return int(batch["attention_mask"].sum())
+def compute_dtype(precision: str) -> torch.dtype:
+    return torch.bfloat16 if "bf16" in precision else torch.float16 if "16" in precision else torch.float32
 
 
-class TokenThroughputMonitor(ThroughputMonitor):
-    def __init__(self, window_size: int = 20):
-        """Logs `train/device/items_per_sec`, real (non-padding) tokens per second per device,
-        `train/device/samples_per_sec`, reviews per second, and `train/device/flops_per_sec`, model FLOPs on
-        real tokens (the module's `flops_per_batch`; with `device/mfu` on GPUs Lightning knows the peak of),
-        averaged over the last `window_size` batches.
+class TokenThroughputMonitor(Callback):
+    def __init__(self, window_size: int = 5):
+        """Every `trainer.log_every_n_steps` optimizer steps: `train/device/items_per_sec`, real (non-padding)
+        tokens per second per device, `train/device/samples_per_sec`, reviews per second,
+        `train/device/flops_per_sec`, model FLOPs on real tokens (and `train/device/mfu` where Lightning
+        knows the device's peak), all over the last `window_size` logging intervals; and
+        `train/padding_fraction`, the padding share of the tokens processed since the last log. At the end
+        of each epoch, `train/batch_shapes`: how many distinct (batch, length) shapes it trained on.
+
+        Counted on the host from the lengths the collator read before padding: the device is waited for once
+        per logging interval, to time it, never in between (Lightning's ThroughputMonitor synchronises after
+        every batch and reads its counts from device tensors).
 
         Args:
-            window_size: Batches in the moving window; nothing is logged before it is full.
+            window_size: Logging intervals in the moving window (at least 2); nothing is logged before it is
+                full.
         """
-        super().__init__(batch_size_fn=_reviews, length_fn=_real_tokens, window_size=window_size)
+        self.window_size = window_size
+        self._start: float | None = None  # set when training starts
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._counter = FlopCounter(pl_module.model)
+        device = trainer.strategy.root_device
+        available = get_available_flops(device, compute_dtype(str(trainer.precision)))
+        self._throughput = Throughput(
+            available_flops=available, world_size=trainer.world_size, window_size=self.window_size
+        )
+        self._batches = self._samples = self._tokens = self._flops = 0
+        self._since_log = [0, 0]  # real and padded tokens since the last log
+        self._paused = 0.0
+        self._start = self._logged_step = None
+        self._shapes: set[tuple[int, ...]] = set()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._shapes = set()
+        if self._start is None:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        lengths = batch[LENGTHS]
+        self._batches += 1
+        self._samples += len(lengths)
+        self._tokens += sum(lengths)
+        self._flops += self._counter(lengths, masked_positions(batch))
+        self._since_log[0] += sum(lengths)
+        self._since_log[1] += batch["input_ids"].numel()
+        self._shapes.add(tuple(batch["input_ids"].shape))
+        step = trainer.global_step
+        if step % max(trainer.log_every_n_steps, 1) == 0 and step != self._logged_step:
+            self._logged_step = step
+            self._log(trainer)
+
+    def _log(self, trainer) -> None:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()  # once per logging interval: the time must include the work queued
+        self._throughput.update(
+            time=time.perf_counter() - self._start - self._paused,
+            batches=self._batches,
+            samples=self._samples,
+            lengths=self._tokens,
+            flops=self._flops,
+        )
+        self._flops = 0
+        real, padded = self._since_log
+        self._since_log = [0, 0]
+        metrics = {f"train/{k}": v for k, v in self._throughput.compute().items() if "/" in k}
+        metrics["train/padding_fraction"] = 1 - real / padded
+        self._write(trainer, metrics)
+
+    @rank_zero_only
+    def _write(self, trainer, metrics: dict) -> None:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._write(trainer, {"train/batch_shapes": len(self._shapes)})
+
+    # Validation inside fit is not training: its time is left out of the training rates.
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and self._start is not None:
+            if trainer.strategy.root_device.type == "cuda":
+                torch.cuda.synchronize()
+            self._validation_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and self._start is not None:
+            self._paused += time.perf_counter() - self._validation_start

@@ -59,8 +59,10 @@ def test_batches_are_padded_to_their_longest_review_only(tiny_model, hub_dataset
         longest = int(batch["attention_mask"].sum(1).max())
         assert batch["input_ids"].shape[1] == longest
         lengths.append(longest)
+        # The real lengths ride along, read on the host before padding: counted without the device.
+        assert batch["lengths"] == batch["attention_mask"].sum(1).tolist()
     assert len(set(lengths)) > 1
-    assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
+    assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels", "lengths"}
 
 
 def test_empty_split_after_limits_is_named(tiny_model, hub_dataset):

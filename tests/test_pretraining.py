@@ -71,3 +71,34 @@ def test_nsp_loss_is_added_to_the_mlm_loss(tiny_pretraining_model, text_dataset,
 def test_nsp_needs_a_model_with_an_nsp_head(tiny_model):
     with pytest.raises(UserError, match=r"has no next-sentence-prediction head: set model\.nsp false"):
         MaskedLanguageModel(tiny_model, nsp=True)
+
+
+@pytest.mark.parametrize("nsp", [False, True], ids=["mlm", "mlm+nsp"])
+def test_the_head_on_scored_positions_only_gives_hugging_faces_loss_and_metrics(
+    tiny_pretraining_model, text_dataset, tmp_path, nsp
+):
+    dm = IMDbPretrainingDataModule(
+        text_dataset,
+        tiny_pretraining_model,
+        max_length=48,
+        nsp=nsp,
+        batch_size=16,
+        eval_batch_size=16,
+        val_reviews=60,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    torch.manual_seed(0)
+    batch = next(iter(dm.train_dataloader()))
+    module = MaskedLanguageModel(tiny_pretraining_model, nsp=nsp).eval()
+    inputs = {k: v for k, v in batch.items() if k not in ("lengths", "masked_index")}
+    with torch.no_grad():
+        whole = module.model(**inputs).loss  # the vocabulary projection on every position
+        scored, _ = module._loss(batch, *module._forward(batch))
+    assert float(scored) == pytest.approx(float(whole), abs=1e-5)
+    # Validation metrics, the scored-positions head against the whole one.
+    full = MaskedLanguageModel(tiny_pretraining_model, nsp=nsp, head_on_masked_only=False)
+    (fast,), (slow,) = (trainer(tmp_path).validate(m, datamodule=dm, verbose=False) for m in (module, full))
+    assert fast.keys() == slow.keys()
+    for name in fast:
+        assert fast[name] == pytest.approx(slow[name], rel=1e-5), name

@@ -2,14 +2,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 
-from bert_imdb.throughput import model_flops
+from bert_imdb.pretraining import MaskedLanguageModel
+from bert_imdb.throughput import MASKED_INDEX, FlopCounter, model_flops
 
 
-def counted_flops(model, batch: dict, backward: bool) -> int:
+def counted_flops(run, backward: bool) -> int:
     with FlopCounterMode(display=False) as counter:
-        output = model(**batch)
+        output = run()
         if backward:
-            output.logits.float().sum().backward()
+            output.float().sum().backward()
     return counter.get_total_flops()
 
 
@@ -17,19 +18,32 @@ def test_model_flops_match_torchs_count_of_the_matmuls(tiny_model):
     # Eager attention: its two matmuls are plain bmm's, which torch's counter counts exactly.
     for auto_class in (AutoModelForSequenceClassification, AutoModelForMaskedLM):
         model = auto_class.from_pretrained(tiny_model, attn_implementation="eager")
-        lengths = torch.tensor([9, 9, 9])
         batch = {
             "input_ids": torch.randint(5, 40, (3, 9)),
             "attention_mask": torch.ones(3, 9, dtype=torch.long),
         }
-        assert model_flops(model, lengths, backward=False) == counted_flops(model, batch, backward=False)
-        assert model_flops(model, lengths) == counted_flops(model, batch, backward=True)
+        for backward in (False, True):
+            counted = counted_flops(lambda: model(**batch).logits, backward)  # noqa: B023
+            assert model_flops(model, [9, 9, 9], backward=backward) == counted
+
+
+def test_the_masked_lm_head_is_counted_on_the_scored_positions_only(tiny_model):
+    module = MaskedLanguageModel(tiny_model)
+    module.model.config._attn_implementation = "eager"
+    labels = torch.full((3, 9), -100)
+    labels[0, 2], labels[1, 5], labels[2, 7], labels[2, 1] = 7, 8, 9, 10
+    batch = {
+        "input_ids": torch.randint(5, 40, (3, 9)),
+        "attention_mask": torch.ones(3, 9, dtype=torch.long),
+        "labels": labels,
+        MASKED_INDEX: (labels.flatten() != -100).nonzero().squeeze(1),
+    }
+    counted = counted_flops(lambda: module._forward(batch)[0], backward=True)
+    assert FlopCounter(module.model)([9, 9, 9], masked=4) == counted
 
 
 def test_padding_is_not_counted_as_model_work(tiny_model):
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
-    one_long_three_short = model_flops(model, torch.tensor([40, 5, 5, 5]))
-    assert one_long_three_short == model_flops(model, torch.tensor([40])) + 3 * model_flops(
-        model, torch.tensor([5])
-    )
-    assert one_long_three_short < model_flops(model, torch.tensor([40, 40, 40, 40])) / 3
+    one_long_three_short = model_flops(model, [40, 5, 5, 5])
+    assert one_long_three_short == model_flops(model, [40]) + 3 * model_flops(model, [5])
+    assert one_long_three_short < model_flops(model, [40, 40, 40, 40]) / 3
