@@ -18,6 +18,7 @@ from transformers import AutoModelForSequenceClassification
 from bert_imdb.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table, pr_counts
 from bert_imdb.hparams import hyperparameters, log_hparams
 from bert_imdb.imdb import LABEL_NAMES
+from bert_imdb.inputs import model_inputs
 from bert_imdb.optimization import adamw_with_linear_warmup, check_warmup_ratio
 from bert_imdb.pretrained import from_pretrained
 from bert_imdb.throughput import LENGTHS
@@ -90,7 +91,7 @@ class SentimentClassifier(L.LightningModule):
 
     def _run(self, batch: dict):
         """The Hugging Face model on a batch, without the ids, texts and lengths that ride along with it."""
-        return self.model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS})
+        return self.model(**model_inputs(batch, MODEL_INPUTS, self.model.config._attn_implementation))
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self._run(batch).logits

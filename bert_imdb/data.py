@@ -5,6 +5,7 @@ from typing import Literal
 
 import lightning as L
 import numpy as np
+import torch
 from datasets import Dataset
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -18,6 +19,9 @@ from bert_imdb.pretrained import check_max_length, load_tokenizer
 from bert_imdb.review_files import ReviewStream, scan_reviews
 from bert_imdb.throughput import LENGTHS
 from bert_imdb.truncation import TRUNCATIONS, tokenize
+
+# data.pad_to_multiple_of "auto" on accelerators: few shapes (8 at max_length 512), little padding.
+ACCELERATOR_PAD_MULTIPLE = 64
 
 
 class CollateWithStrings:
@@ -56,8 +60,9 @@ class IMDbDataModule(L.LightningDataModule):
         tokenizer_name_or_path: str = "bert-base-uncased",
         max_length: int = 512,
         truncation: Literal["head", "tail", "head+tail"] = "head+tail",
-        pad_to_multiple_of: int | None = None,
+        pad_to_multiple_of: int | Literal["auto"] | None = "auto",
         batch_size: int = 32,
+        max_tokens: int | None = None,
         group_by_length: bool = True,
         eval_batch_size: int = 64,
         val_fraction: float = 0.1,
@@ -78,8 +83,14 @@ class IMDbDataModule(L.LightningDataModule):
             truncation: Which tokens of a longer review to keep: its first, its last, or both ("head+tail":
                 the first quarter of max_length and the end, the most accurate on IMDb). A pipeline on an
                 exported model truncates at the head: predict with "head" to match it exactly.
-            pad_to_multiple_of: Pad each batch to a multiple of this many tokens (e.g. 8, for tensor cores).
+            pad_to_multiple_of: Pad each batch to a multiple of this many tokens (at most max_length), so
+                batches come in few shapes; "auto": 64 on accelerators (kernels, the caching allocator and
+                compiled graphs are then reused: at max_length 512, 8 lengths), none on CPUs, where exact
+                padding measured faster; null: none.
             batch_size: Training reviews per batch (per device).
+            max_tokens: Instead of batch_size reviews, training batches of as many reviews as fit in this
+                many padded tokens (per device): short reviews come in large batches. Needs
+                group_by_length; at least max_length.
             group_by_length: Put reviews of similar length in the same training batch (shuffled batches),
                 so little of each batch is padding. Evaluation always runs longest reviews first.
             eval_batch_size: Validation, test and predict reviews per batch (per device).
@@ -98,14 +109,23 @@ class IMDbDataModule(L.LightningDataModule):
             raise UserError(f"data.val_fraction={val_fraction} must lie between 0 and 1, e.g. 0.1")
         if truncation not in TRUNCATIONS:
             raise UserError(f"data.truncation={truncation!r} is unknown: use one of {', '.join(TRUNCATIONS)}")
-        if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
-            raise UserError(f"data.pad_to_multiple_of={pad_to_multiple_of} must be at least 1, e.g. 8")
+        if isinstance(pad_to_multiple_of, int) and pad_to_multiple_of < 1:
+            raise UserError(f"data.pad_to_multiple_of={pad_to_multiple_of} must be at least 1, e.g. 64")
+        if max_tokens is not None and not group_by_length:
+            raise UserError(
+                "data.max_tokens batches reviews by length: set data.group_by_length true, or unset it"
+            )
+        if max_tokens is not None and max_tokens < max_length:
+            raise UserError(
+                f"data.max_tokens={max_tokens} cannot hold one review of data.max_length={max_length} tokens: "
+                f"raise it to at least {max_length}"
+            )
         check_max_length(tokenizer_name_or_path, max_length)
         self.save_hyperparameters()
         # A predict file of fewer batches than processes leaves some with none; they still take part.
         self.allow_zero_length_dataloader_with_multiple_devices = True
         self.tokenizer = load_tokenizer(tokenizer_name_or_path)
-        self.collate = CollateWithStrings(self.tokenizer, max_length, pad_to_multiple_of)
+        self.collate = CollateWithStrings(self.tokenizer, max_length)
         self.datasets: dict[str, Dataset] = {}
 
     def _tokenized_splits(self, names: list[str]) -> dict[str, Dataset]:
@@ -172,9 +192,20 @@ class IMDbDataModule(L.LightningDataModule):
                     data = data.select(np.argsort(-token_lengths(data), kind="stable"))
                 self.datasets[name] = data
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool = False, sampler=None) -> DataLoader:
+    def _device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def pad_multiple(self) -> int | None:
+        """data.pad_to_multiple_of, with "auto" resolved for the device the run trains on."""
+        multiple = self.hparams.pad_to_multiple_of
+        if multiple == "auto":
+            return None if self._device().type == "cpu" else ACCELERATOR_PAD_MULTIPLE
+        return multiple
+
+    def _loader(self, split: str, batch_size: int | None, shuffle: bool = False, sampler=None) -> DataLoader:
         # Stateful: Lightning saves how far through the epoch it is, so a run resumed from a mid-epoch
         # checkpoint goes on with the batches it had not seen, in the same order.
+        self.collate.multiple = self.pad_multiple()
         return StatefulDataLoader(
             self.datasets[split],
             batch_size=batch_size,
@@ -183,6 +214,8 @@ class IMDbDataModule(L.LightningDataModule):
             collate_fn=self.collate,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            # Page-locked batches copy to a GPU without the host waiting for the copy.
+            pin_memory=self._device().type == "cuda",
         )
 
     def state_dict(self) -> dict:
@@ -199,8 +232,12 @@ class IMDbDataModule(L.LightningDataModule):
             num_replicas=self.trainer.world_size if self.trainer else 1,
             rank=self.trainer.global_rank if self.trainer else 0,
             seed=hp.seed,
+            max_tokens=hp.max_tokens,
+            pad_to_multiple_of=self.pad_multiple(),
+            max_length=hp.max_length,
         )
-        return self._loader("train", hp.batch_size, sampler=sampler)
+        # The sampler hands out whole batches (of varying size, with max_tokens).
+        return self._loader("train", None, sampler=sampler)
 
     def _evaluation_loader(self, split: str) -> DataLoader:
         sampler = EvaluationSampler(

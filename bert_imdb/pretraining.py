@@ -9,6 +9,7 @@ from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 from transformers import AutoConfig, AutoModelForMaskedLM, BertForPreTraining
 
 from bert_imdb.errors import UserError
+from bert_imdb.inputs import model_inputs
 from bert_imdb.optimization import adamw_with_linear_warmup, check_warmup_ratio
 from bert_imdb.pretrained import from_pretrained
 from bert_imdb.throughput import LENGTHS, MASKED_INDEX
@@ -93,7 +94,7 @@ class MaskedLanguageModel(L.LightningModule):
         The collator lists the scored positions (`masked_index`, flat over the batch), computed on the host,
         so picking them needs no device-to-host read of the mask (boolean indexing would wait for one).
         """
-        inputs = {key: batch[key] for key in MODEL_INPUTS if key in batch}
+        inputs = model_inputs(batch, MODEL_INPUTS, self.model.config._attn_implementation)
         index = batch[MASKED_INDEX]
         labels = batch["labels"].flatten().index_select(0, index)
         if self._masked_head is None:

@@ -102,10 +102,12 @@ class TokenThroughputMonitor(Callback):
         self._start = self._logged_step = None
         self._shapes: set[tuple[int, ...]] = set()
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # Not called when a run resumes inside an epoch: that epoch's shapes count from the resume.
         self._shapes = set()
-        if self._start is None:
-            self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         lengths = batch[LENGTHS]

@@ -6,9 +6,11 @@ import json
 import os
 import signal
 import time
+import traceback
 from pathlib import Path
 
 import lightning as L
+import torch
 
 
 class KillDuringCheckpointWrite(L.Callback):
@@ -164,3 +166,41 @@ class SlowFirstRun(L.Callback):
         first_run = os.environ.get("SLURM_RESTART_COUNT", "0") == "0"
         if "SLURM_JOB_ID" in os.environ and first_run and trainer.global_step >= self.after_step:
             time.sleep(self.seconds)
+
+
+READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__")
+
+
+class NoTensorReads(L.Callback):
+    """Record every read of a tensor's values on the host (.item(), .tolist(), .cpu(), int(), bool(), ...)
+    from the start of each training batch to the end of its last on_train_batch_end hook: on a GPU each
+    would wait for the device. Runs last among the callbacks, so theirs are watched too."""
+
+    def __init__(self):
+        self.reads: list[str] = []
+        self._originals = {name: getattr(torch.Tensor, name) for name in READS}
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        trainer.callbacks.remove(self)
+        trainer.callbacks.append(self)
+
+    def _watching(self, on: bool) -> None:
+        for name, original in self._originals.items():
+            if not on:
+                setattr(torch.Tensor, name, original)
+                continue
+
+            def read(tensor, *args, _name=name, _original=original, **kwargs):
+                self.reads.append("".join(traceback.format_stack(limit=6)[:-1]) + f"Tensor.{_name}")
+                return _original(tensor, *args, **kwargs)
+
+            setattr(torch.Tensor, name, read)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._watching(True)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._watching(False)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._watching(False)

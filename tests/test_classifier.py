@@ -2,9 +2,12 @@ import lightning as L
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from conftest import mlm_args, tiny_args
 from lightning.pytorch.loggers import TensorBoardLogger
+from probes import NoTensorReads
 
 from bert_imdb.classifier import SentimentClassifier
+from bert_imdb.cli import cli_main
 from bert_imdb.data import IMDbDataModule
 
 
@@ -110,3 +113,32 @@ def test_figures_are_drawn_only_where_logged_and_closed(tiny_model, tiny_data, t
     assert plt.get_fignums() == []
     trainer(tmp_path, max_epochs=1, limit_train_batches=2).fit(model, tiny_data)  # no TensorBoard
     assert plt.get_fignums() == []
+
+
+def test_token_budget_batches_train_the_steps_the_scheduler_was_sized_for(tiny_model, hub_dataset, tmp_path):
+    data = IMDbDataModule(hub_dataset, tiny_model, max_length=64, max_tokens=256, val_fraction=0.2)
+    model = SentimentClassifier(tiny_model, learning_rate=1e-3)
+    run = trainer(tmp_path, max_epochs=2, limit_val_batches=0)
+    run.fit(model, data)
+    sizes = {len(batch["lengths"]) for batch in data.train_dataloader()}
+    assert len(sizes) > 2  # batches of as many reviews as fit in 256 tokens, not of a fixed size
+    assert run.global_step == run.estimated_stepping_batches == 2 * len(data.train_dataloader())
+    assert run.lr_scheduler_configs[0].scheduler.get_last_lr() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("module", ["classifier", "mlm"])
+def test_a_training_step_never_reads_a_tensor_on_the_host(
+    tiny_model, hub_dataset, text_dataset, workdir, module
+):
+    # What this CPU can check of "the host never waits on a step": no tensor value is read back between a
+    # batch's start and the end of its callbacks (log steps aside, where Lightning reads the logged loss).
+    # The GPU script checks the rest with torch.cuda.set_sync_debug_mode("error").
+    probe = NoTensorReads()
+    args = (
+        tiny_args(tiny_model, hub_dataset) if module == "classifier" else mlm_args(tiny_model, text_dataset)
+    )
+    fit = cli_main([*args, "--trainer.max_steps=6", "--trainer.log_every_n_steps=100"], run=False)
+    fit.trainer.callbacks.append(probe)
+    fit.trainer.fit(fit.model, datamodule=fit.datamodule)
+    assert fit.trainer.global_step == 6
+    assert not probe.reads, probe.reads[0]
