@@ -15,6 +15,7 @@ from torchmetrics.classification import (
 )
 from transformers import AutoModelForSequenceClassification
 
+from bert_imdb.compilation import compile_in_place
 from bert_imdb.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table, pr_counts
 from bert_imdb.hparams import hyperparameters, log_hparams
 from bert_imdb.imdb import LABEL_NAMES
@@ -38,7 +39,7 @@ class SentimentClassifier(L.LightningModule):
         warmup_ratio: float = 0.1,
         attention_dropout: float | None = 0.0,
         attn_implementation: Literal["sdpa", "eager"] = "sdpa",
-        compile: bool = False,
+        compile: bool | Literal["reduce-overhead"] = False,
     ):
         """BERT fine-tuned for IMDb sentiment (neg/pos).
 
@@ -52,8 +53,10 @@ class SentimentClassifier(L.LightningModule):
                 attention matrix and its dropout mask: training steps 1.6x faster on CPU (README).
             attn_implementation: "sdpa", PyTorch's fused scaled_dot_product_attention, or "eager",
                 transformers' reference implementation (slower; measured in the README).
-            compile: torch.compile the model, with dynamic shapes so batches of new lengths do not
-                recompile. Checkpoints keep the plain parameter names.
+            compile: torch.compile the model: true, with dynamic shapes so batches of new lengths do not
+                recompile; "reduce-overhead", with CUDA graphs (one captured per batch shape, which
+                data.pad_to_multiple_of keeps few on GPUs; on CPUs it compiles without them). Checkpoints
+                keep the plain parameter names.
         """
         super().__init__()
         check_warmup_ratio(warmup_ratio)
@@ -72,8 +75,7 @@ class SentimentClassifier(L.LightningModule):
         # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
         self.model.train()
         if compile:
-            # In place (nn.Module.compile), not torch.compile(model): the state dict keeps its key names.
-            self.model.compile(dynamic=True)
+            compile_in_place(self.model, compile)
         scores = MetricCollection({"acc": BinaryAccuracy(), "f1": BinaryF1Score()})
         plots = MetricCollection(
             {

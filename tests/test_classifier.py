@@ -81,10 +81,15 @@ def test_no_weight_decay_on_biases_and_layernorm(tiny_model, tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_model_trains_and_saves_plain_parameter_names(tiny_model, tiny_data, tmp_path):
+@pytest.mark.parametrize("how", [True, "reduce-overhead"])
+def test_compiled_model_trains_and_saves_plain_parameter_names(tiny_model, hub_dataset, tmp_path, how):
     L.seed_everything(0)
-    compiled = SentimentClassifier(tiny_model, learning_rate=2e-3, compile=True)
-    trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(compiled, tiny_data)
+    # Two widths (32 and 64): the CUDA-graphs mode compiles a graph per shape (without CUDA graphs here).
+    tiny_data = IMDbDataModule(
+        hub_dataset, tiny_model, max_length=64, val_fraction=0.2, pad_to_multiple_of=32
+    )
+    compiled = SentimentClassifier(tiny_model, learning_rate=2e-3, compile=how)
+    trainer(tmp_path, max_epochs=1, limit_val_batches=0, limit_train_batches=12).fit(compiled, tiny_data)
     state = compiled.state_dict()
     plain = SentimentClassifier(tiny_model)
     assert list(state) == list(plain.state_dict())  # no "_orig_mod." in the checkpoint
