@@ -45,6 +45,11 @@ LEVERS = {
     "1 DataLoader worker": ["--data.num_workers=1"],
     "torch.compile": ["--model.compile=true"],
 }
+# --mlm: the masked-LM head on the scored positions only (the default), and on every position.
+MLM_LEVERS = {
+    "MLM, head on scored positions": [],
+    "MLM, head on every position": ["--model.head_on_masked_only=false"],
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -73,11 +78,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"(all, or those named: {', '.join(repr(name) for name in LEVERS)}), --lever-steps training steps "
         "and one validation each",
     )
-    parser.add_argument("--lever-steps", type=int, default=60, help="training steps per --levers run")
+    parser.add_argument("--lever-steps", type=int, default=60, help="training steps per --levers, --mlm run")
+    parser.add_argument(
+        "--mlm",
+        action="store_true",
+        help="instead of the comparison: masked-LM pre-training throughput (bert_imdb, --lever-steps steps of "
+        "blocks of --max-length tokens), with the MLM head on the scored positions only and on every position",
+    )
+    parser.add_argument(
+        "--sync-check",
+        action="store_true",
+        help="instead of the comparison: --lever-steps training steps on a GPU under "
+        'torch.cuda.set_sync_debug_mode("error"): fails if any step waits for the device',
+    )
+    parser.add_argument(
+        "--config",
+        help="instead of the comparison: fit and test of this config (with --model and --dataset, and any "
+        "--override), timed, in one process: configs/full-minilm.yaml on a GPU",
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="with --config: a command-line argument for the run, e.g. --override=--trainer.max_epochs=1",
+    )
+    parser.add_argument(
+        "--shape",
+        choices=["model", "bert-base"],
+        default="model",
+        help="bert-base: both runs train a model of bert-base-uncased's dimensions with random weights (and "
+        "--model's tokenizer): for speed only, its accuracy means nothing",
+    )
     parser.add_argument("--output-dir", default="benchmarks/results", help="where the JSON and Markdown go")
     # The runs are this module again, in child processes.
     parser.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)
-    parser.add_argument("--lever", choices=list(LEVERS), help=argparse.SUPPRESS)
+    parser.add_argument("--lever", choices=[*LEVERS, *MLM_LEVERS], help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -170,33 +206,91 @@ class TrainingClock(L.Callback):
         self.flops += self._count(lengths, masked_positions(batch))
 
 
-def run_bert_imdb(args: argparse.Namespace, workdir: Path) -> dict:
-    from bert_imdb.cli import cli_main
+class SyncCheck(L.Callback):
+    def __init__(self, first_step: int = 2):
+        """From the end of training step `first_step` to the end of the run's last step, any CUDA call that
+        waits for the device raises (torch.cuda.set_sync_debug_mode("error")). Runs last among the callbacks,
+        so that theirs are checked too. Give the run no validation and no log step in between.
 
+        Args:
+            first_step: The step after which the check starts (the first ones warm up).
+        """
+        self.first_step = first_step
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        trainer.callbacks.remove(self)
+        trainer.callbacks.append(self)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.first_step:
+            torch.cuda.set_sync_debug_mode("error")
+        if trainer.global_step >= trainer.max_steps:
+            torch.cuda.set_sync_debug_mode("default")
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def bert_imdb_args(args: argparse.Namespace, workdir: Path) -> list[str]:
+    """The command-line arguments of a bert_imdb run of these settings: the classifier, or with --mlm the
+    masked-LM module on blocks of --max-length tokens."""
     precision = "bf16-mixed" if bf16_supported() else "32-true"
-    common = [
+    if args.mlm:
+        task = [
+            "--model=bert_imdb.MaskedLanguageModel",
+            "--data=bert_imdb.IMDbPretrainingDataModule",
+            f"--data.max_train_reviews={args.train_samples}",
+            f"--data.val_reviews={args.test_samples}",
+        ]
+    else:
+        task = [
+            f"--data.max_train_samples={args.train_samples}",
+            f"--data.max_val_samples={args.test_samples}",
+            f"--data.max_test_samples={args.test_samples}",
+        ]
+    return [
+        *task,
         f"--model.model_name_or_path={args.model}",
         f"--model.learning_rate={args.learning_rate}",
         f"--data.dataset={args.dataset}",
         f"--data.max_length={args.max_length}",
         f"--data.batch_size={args.batch_size}",
-        f"--data.max_train_samples={args.train_samples}",
-        f"--data.max_val_samples={args.test_samples}",
-        f"--data.max_test_samples={args.test_samples}",
         f"--seed_everything={args.seed}",
         f"--trainer.precision={precision}",
         f"--trainer.max_epochs={args.epochs}",
         f"--trainer.logger.init_args.save_dir={workdir}",
         "--trainer.enable_progress_bar=false",
     ]
+
+
+def run_bert_imdb(args: argparse.Namespace, workdir: Path) -> dict:
+    from bert_imdb.cli import cli_main
+
+    common = bert_imdb_args(args, workdir)
+    if args.config:
+        # The config's recipe, on the model and reviews given: only what says where things are is set here.
+        where = [f"--model.model_name_or_path={args.model}", f"--data.dataset={args.dataset}"]
+        common = [f"--config={args.config}", *where, f"--trainer.logger.init_args.save_dir={workdir}"]
+        common += ["--trainer.enable_progress_bar=false", *args.override]
+    steps = [f"--trainer.max_steps={args.lever_steps}"]
+    if args.sync_check:
+        if not torch.cuda.is_available():
+            return {"sync_check": "not run: no CUDA device"}
+        # No validation and no log step inside the checked steps: both read from the device on purpose.
+        quiet = ["--trainer.limit_val_batches=0", f"--trainer.log_every_n_steps={args.lever_steps + 1}"]
+        check = ["--trainer.callbacks+=bert_imdb.bench.SyncCheck"]
+        try:
+            cli_main(["fit", *common, *steps, *quiet, *check])
+        except RuntimeError as err:
+            return {"sync_check": f"failed: {str(err).strip().splitlines()[0]}", "steps": args.lever_steps}
+        return {"sync_check": "passed", "steps": args.lever_steps}
     if args.lever is not None:
         # A lever run: the first steps, one validation, no test.
-        steps = [
-            f"--trainer.max_steps={args.lever_steps}",
-            f"--trainer.val_check_interval={args.lever_steps}",
-        ]
-        common += [*steps, *LEVERS[args.lever]]
+        levers = MLM_LEVERS if args.mlm else LEVERS
+        common += [*steps, f"--trainer.val_check_interval={args.lever_steps}", *levers[args.lever]]
+    started = time.perf_counter()
     fit = cli_main(["fit", *common, "--trainer.callbacks+=bert_imdb.bench.TrainingClock"])
+    fitted = time.perf_counter()
     clock = next(c for c in fit.trainer.callbacks if isinstance(c, TrainingClock))
     result = {
         "precision": fit.trainer.precision,
@@ -206,11 +300,29 @@ def run_bert_imdb(args: argparse.Namespace, workdir: Path) -> dict:
         "flops": clock.flops,
         "eval_seconds": clock.eval_seconds,
         "eval_reviews": clock.eval_reviews,
+        "fit_seconds": fitted - started,
     }
     if args.lever is None:
         test = cli_main(["test", *common, f"--ckpt_path={fit.trainer.checkpoint_callback.best_model_path}"])
         result["test_acc"] = float(test.trainer.callback_metrics["test/acc"])
+        result["test_seconds"] = time.perf_counter() - fitted
     return result
+
+
+def build_bert_base(tokenizer_source: str, folder: Path, seed: int) -> Path:
+    """A model folder of bert-base-uncased's dimensions (12 layers, hidden 768, 12 heads, 3,072, 512
+    positions) with random weights and `tokenizer_source`'s tokenizer: the shapes users train, without a
+    download. Speed only: it has learned nothing."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    config = BertConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=512
+    )  # BertConfig's are bert-base's
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 def run_peer(args: argparse.Namespace, workdir: Path) -> dict:
@@ -352,6 +464,8 @@ def machine() -> dict:
 
 ROWS = [
     ("wall time to final test accuracy (s)", "wall_seconds", "{:,.0f}"),
+    ("fit, in the process (s)", "fit_seconds", "{:,.0f}"),
+    ("test, in the process (s)", "test_seconds", "{:,.0f}"),
     ("training time, validation excluded (s)", "train_seconds", "{:,.0f}"),
     ("training throughput (real tokens/s)", "real_tokens_per_second", "{:,.0f}"),
     ("padding share of tokens processed", "padding_fraction", "{:.1%}"),
@@ -375,18 +489,26 @@ def header(report: dict) -> list[str]:
         f"{s['epochs']} epoch(s), batch {s['batch_size']}, learning rate {s['learning_rate']}, "
         f"max length {s['max_length']}, seed {s['seed']}. Matmul peak: "
         f"{report['matmul_peak_gflops']['fp32']:,.0f} GFLOP/s fp32, {bf16}.",
+        *(
+            [
+                "Model: bert-base-uncased's dimensions with random weights (--shape bert-base), for speed only: "
+                "its accuracy means nothing."
+            ]
+            if s.get("shape") == "bert-base"
+            else []
+        ),
         "",
     ]
 
 
 def levers_markdown(report: dict) -> str:
     levers = report["levers"]
-    base = levers["defaults"]
+    base = next(iter(levers.values()))
     lines = [
         *header(report),
         f"bert_imdb, first {report['settings']['lever_steps']} training steps and one validation per row:",
         "",
-        "| run | training real tokens/s | vs defaults | padding | MFU | validation reviews/s | vs defaults |",
+        "| run | training real tokens/s | vs first row | padding | MFU | validation examples/s | vs first row |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, run in levers.items():
@@ -397,6 +519,23 @@ def levers_markdown(report: dict) -> str:
             f"| {run['padding_fraction']:.1%} | {run['mfu']:.1%} "
             f"| {evals:,.1f} | {evals / base['eval_reviews_per_second']:.2f}x |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def config_markdown(report: dict) -> str:
+    run, settings = report["runs"]["bert_imdb"], report["settings"]
+    lines = [
+        *header(report)[:1],
+        f"`python -m bert_imdb fit --config {settings['config']}` and `test` of its best checkpoint, in one process "
+        f"({settings['model']}, {settings['dataset']}; overrides: {' '.join(settings['override']) or 'none'}):",
+        "",
+        "| | bert_imdb |",
+        "|---|---:|",
+    ]
+    for label, key, fmt in ROWS:
+        if key in run:
+            value = run[key] / 1e9 if key == "model_flops_per_second" else run[key]
+            lines.append(f"| {label} | {fmt.format(value)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -427,7 +566,9 @@ def main(argv: list[str] | None = None) -> None:
         run_child(args)
         return
     argv = sys.argv[1:] if argv is None else argv
-    check_peer_installed()
+    comparison = args.levers is None and not args.mlm and not args.sync_check and not args.config
+    if comparison:
+        check_peer_installed()
     print("bench: measuring dense matmul throughput", flush=True)
     peaks = {"fp32": matmul_peak(torch.float32)}
     peaks["bf16"] = matmul_peak(torch.bfloat16) if bf16_supported() else float("nan")
@@ -439,15 +580,29 @@ def main(argv: list[str] | None = None) -> None:
         "matmul_peak_gflops": {dtype: flops / 1e9 for dtype, flops in peaks.items()},
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        if args.levers is not None:
-            names = ["defaults", *[name for name in LEVERS if name in args.levers and name != "defaults"]]
+        if args.shape == "bert-base":
+            # Built once here; the runs read it as their model (a later --model wins in argparse).
+            model = build_bert_base(args.model, Path(workdir) / "bert-base-random", args.seed)
+            argv = [*argv, "--model", str(model), "--shape", "model"]
+        if args.sync_check:
+            report["sync_check"] = spawn("bert_imdb", argv, Path(workdir))
+        elif args.config:
+            report["runs"] = {"bert_imdb": summarise(spawn("bert_imdb", argv, Path(workdir)), peaks)}
+        elif args.mlm or args.levers is not None:
+            # The first lever is the defaults; --levers NAME ... runs it and those named, --mlm all of its own.
+            levers = MLM_LEVERS if args.mlm else LEVERS
+            first, *others = levers
+            names = [first, *(name for name in others if name in args.levers)] if args.levers else levers
             report["levers"] = {
-                name: summarise(spawn("bert_imdb", argv, Path(workdir), name), peaks)
-                for name in (names if args.levers else LEVERS)
+                name: summarise(spawn("bert_imdb", argv, Path(workdir), name), peaks) for name in names
             }
         else:
             report["runs"] = {run: summarise(spawn(run, argv, Path(workdir)), peaks) for run in RUNS}
-    if args.levers is not None:
+    if args.sync_check:
+        table = "\n".join([*header(report), f"Sync check: {report['sync_check']['sync_check']}", ""])
+    elif args.config:
+        table = config_markdown(report)
+    elif not comparison:
         table = levers_markdown(report)
     else:
         peer, ours = report["runs"]["peer"], report["runs"]["bert_imdb"]
@@ -459,8 +614,11 @@ def main(argv: list[str] | None = None) -> None:
         table = markdown(report)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    mode = "levers" if args.levers is not None else "quick" if args.quick else "full"
-    stem = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{mode}"
+    modes = {"sync-check": args.sync_check, "mlm": args.mlm, "levers": args.levers is not None}
+    modes |= {Path(args.config or "").stem: bool(args.config), "quick": args.quick}
+    mode = next((name for name, chosen in modes.items() if chosen), "full")
+    shape = "-bert-base" if args.shape == "bert-base" else ""
+    stem = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{mode}{shape}"
     (output / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (output / f"{stem}.md").write_text(table)
     print(table)

@@ -83,10 +83,8 @@ class MaskedLanguageModel(L.LightningModule):
             num_classes=self.model.config.vocab_size, average="micro", ignore_index=-100
         )
         self.val_nsp_acc = BinaryAccuracy() if nsp else None
-        heads = getattr(self.model, "cls", None)
-        self._masked_head = (
-            heads.predictions if head_on_masked_only and hasattr(heads, "predictions") else None
-        )
+        # BERT's heads (cls.predictions, and cls.seq_relationship with NSP) run apart from the encoder.
+        self._scored_only = head_on_masked_only and hasattr(getattr(self.model, "cls", None), "predictions")
 
     def _forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Logits and labels of the scored positions only, [n, vocabulary] and [n], and the NSP logits.
@@ -97,7 +95,7 @@ class MaskedLanguageModel(L.LightningModule):
         inputs = model_inputs(batch, MODEL_INPUTS, self.model.config._attn_implementation)
         index = batch[MASKED_INDEX]
         labels = batch["labels"].flatten().index_select(0, index)
-        if self._masked_head is None:
+        if not self._scored_only:
             output = self.model(**inputs)
             logits = output.prediction_logits if self.hparams.nsp else output.logits
             nsp = output.seq_relationship_logits if self.hparams.nsp else None
@@ -105,7 +103,7 @@ class MaskedLanguageModel(L.LightningModule):
         encoded = self.model.base_model(**inputs)
         hidden = encoded.last_hidden_state.flatten(0, 1).index_select(0, index)
         nsp = self.model.cls.seq_relationship(encoded.pooler_output) if self.hparams.nsp else None
-        return self._masked_head(hidden), labels, nsp
+        return self.model.cls.predictions(hidden), labels, nsp
 
     def _loss(self, batch: dict, logits: torch.Tensor, labels: torch.Tensor, nsp: torch.Tensor | None):
         """The masked-token cross-entropy (mean over scored tokens), plus NSP's: Hugging Face's own loss."""

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 from bert_imdb.bench import main
@@ -78,3 +79,30 @@ def test_profile_step_times_each_attention_setting_and_the_optimizer(tiny_model,
     ]
     assert timed[:3] == settings and timed[-2:] == ["foreach", "fused"]
     assert "on 8x16 tokens" in done.stdout  # the batch it was asked for, without padding
+
+
+@pytest.mark.slow
+def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(tiny_model, hub_dataset, workdir):
+    # As a GPU machine gets them: the model in fp16 and the reviews packed (benchmarks/payload.py).
+    pack = [sys.executable, str(REPO / "benchmarks" / "payload.py"), "pack", "payload"]
+    subprocess.run([*pack, "--model", tiny_model, "--dataset", hub_dataset], cwd=workdir, check=True)
+    results = workdir / "results"
+    done = subprocess.run(
+        [str(REPO / "benchmarks" / "gpu.sh"), str(results), "payload/model", "payload/imdb"],
+        cwd=workdir,
+        env={**os.environ, "GPU_SH_QUICK": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = (results / "summary.txt").read_text().splitlines()
+    parts = ["e sync check", "a seed recipe", "b bert-base shapes", "c full IMDb", "d MLM"]
+    assert [line.split(":")[0] for line in summary[1:]] == parts, summary
+    assert all(": done in " in line for line in summary[1:]), "\n".join(summary) + done.stdout[-3000:]
+    reports = {path.stem.split("-", 2)[2]: json.loads(path.read_text()) for path in results.glob("*.json")}
+    assert reports["sync-check"]["sync_check"]["sync_check"] == "not run: no CUDA device"
+    assert set(reports["full"]["runs"]) == set(reports["full-bert-base"]["runs"]) == {"peer", "bert_imdb"}
+    assert reports["full-bert-base"]["settings"]["shape"] == "bert-base"
+    assert set(reports["mlm"]["levers"]) == {"MLM, head on scored positions", "MLM, head on every position"}
+    assert reports["full-minilm"]["runs"]["bert_imdb"]["eval_reviews"] == 16  # the overrides reached the run
+    assert "test_acc" in reports["full-minilm"]["runs"]["bert_imdb"]

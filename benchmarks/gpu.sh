@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Every GPU measurement of the README's Speed section, in one run, on a machine without network:
+#   benchmarks/gpu.sh RESULTS_DIR MODEL_DIR DATA_DIR
+# MODEL_DIR: all-MiniLM-L6-v2 (fp32 or fp16 weights); DATA_DIR: IMDb laid out like stanfordnlp/imdb, or the
+# packed reviews of `python benchmarks/payload.py pack` (MODEL_DIR its model/, DATA_DIR its imdb/).
+# Each part writes its JSON and Markdown into RESULTS_DIR; summary.txt says how each ended and how long it
+# took. A part that fails is recorded, and the next one runs. About 6 minutes on one H100 (budget: 8).
+#   (e) sync check: training steps under torch.cuda.set_sync_debug_mode("error") (first: it is quick)
+#   (a) the seed recipe, peer and bert_imdb: all-MiniLM-L6-v2, 1,000/500 reviews, 3 epochs, batch 8
+#   (b) bert-base shapes (random weights), peer and bert_imdb: batch 32, max length 512
+#   (c) all-MiniLM-L6-v2 on full IMDb (configs/full-minilm.yaml): fit and test, timed
+#   (d) MLM pre-training throughput, head on the scored positions and on every position
+# GPU_SH_QUICK=1 shrinks every part to a few steps of a tiny model on the CPU: the test suite runs it so.
+set -uo pipefail
+
+if [ $# -ne 3 ] || [ ! -d "$2" ] || [ ! -d "$3" ]; then
+    echo "usage: benchmarks/gpu.sh RESULTS_DIR MODEL_DIR DATA_DIR (MODEL_DIR and DATA_DIR must exist)" >&2
+    exit 2
+fi
+RESULTS=$(realpath -m "$1")
+MODEL=$(realpath "$2")
+DATA=$(realpath "$3")
+cd "$(dirname "$0")/.."  # the repository: configs/ and benchmarks/ are read from there
+mkdir -p "$RESULTS"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+if [ -f "$DATA/train.tsv.xz" ]; then
+    python benchmarks/payload.py unpack "$DATA" "$WORK/imdb" >/dev/null
+    DATA=$WORK/imdb
+fi
+
+if [ "${GPU_SH_QUICK:-0}" = 1 ]; then
+    SYNC=(--lever-steps 4 --train-samples 64 --test-samples 16 --max-length 64)
+    SEED=(--train-samples 32 --test-samples 16 --epochs 1 --max-length 64)
+    SHAPES=(--train-samples 8 --test-samples 8 --epochs 1 --batch-size 4 --max-length 64)
+    FULL=(--override=--trainer.accelerator=cpu --override=--trainer.precision=32-true
+        --override=--data.max_length=64 --override=--data.max_train_samples=64
+        --override=--data.max_val_samples=16 --override=--data.max_test_samples=16
+        --override=--trainer.max_epochs=1 --override=--data.num_proc=1 --override=--data.num_workers=0)
+    MLM=(--lever-steps 3 --train-samples 60 --test-samples 40 --max-length 32 --batch-size 8)
+else
+    SYNC=(--lever-steps 20 --train-samples 1000 --test-samples 100 --batch-size 32 --max-length 512)
+    SEED=()
+    SHAPES=(--train-samples 4000 --test-samples 500 --epochs 1 --batch-size 32 --max-length 512)
+    FULL=()
+    MLM=(--lever-steps 200 --train-samples 5000 --test-samples 200 --max-length 128 --batch-size 32)
+fi
+
+part() {
+    local name=$1 start status
+    shift
+    echo "== gpu.sh: $name"
+    start=$(date +%s)
+    if "$@"; then status=done; else status="FAILED (exit $?)"; fi
+    echo "$name: $status in $(($(date +%s) - start)) s" | tee -a "$RESULTS/summary.txt"
+}
+
+BENCH=(python -m bert_imdb.bench --model "$MODEL" --dataset "$DATA" --output-dir "$RESULTS")
+echo "gpu.sh $(date -u +%FT%TZ) on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo 'no GPU')" \
+    >>"$RESULTS/summary.txt"
+part "e sync check" "${BENCH[@]}" --sync-check "${SYNC[@]}"
+part "a seed recipe" "${BENCH[@]}" "${SEED[@]}"
+part "b bert-base shapes" "${BENCH[@]}" --shape bert-base "${SHAPES[@]}"
+part "c full IMDb" "${BENCH[@]}" --config configs/full-minilm.yaml "${FULL[@]}"
+part "d MLM" "${BENCH[@]}" --mlm "${MLM[@]}"
