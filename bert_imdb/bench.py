@@ -49,6 +49,12 @@ LEVERS = {
 MLM_LEVERS = {
     "MLM, head on scored positions": [],
     "MLM, head on every position": ["--model.head_on_masked_only=false"],
+    "MLM, eager attention": ["--model.attn_implementation=eager"],
+    # The module as it was before both levers: the head everywhere, BERT's own attention dropout (0.1).
+    "MLM, head on every position, attention dropout 0.1": [
+        "--model.head_on_masked_only=false",
+        "--model.attention_dropout=null",
+    ],
 }
 
 
