@@ -11,7 +11,7 @@ from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins import Precision
 
-from bert_imdb.checkpointing import AtomicCheckpointIO, EpochEndResumeFitLoop, ExactResume
+from bert_imdb.checkpointing import AtomicCheckpointIO, EpochEndResumeFitLoop, ExactResume, LastCheckpoint
 from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.data import IMDbDataModule
 from bert_imdb.errors import UserError
@@ -84,7 +84,7 @@ class BertImdbCLI(LightningCLI):
         # last.ckpt, what `--ckpt_path last` and preempted jobs resume from, comes from a second
         # ModelCheckpoint that saves the newest state every epoch (and every N steps if asked):
         # `save_last` on the first one only writes it when the monitored metric improved.
-        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
                 "last_checkpoint.filename": "last",

@@ -38,7 +38,7 @@ class SlurmRequeue(Callback):
 
     def __init__(self):
         self._signalled = False
-        self._saved = False
+        self._saved = self._at_epoch_end = False
         self._group = None
         self._pending = None
         self._flag = torch.zeros(1)
@@ -73,6 +73,18 @@ class SlurmRequeue(Callback):
         if not SLURMEnvironment.detect() or self._saved or not self._agreed():
             return
         self._saved = True
+        if trainer.is_last_batch:
+            # After an epoch's last batch, save once the epoch has ended (LastCheckpoint says why).
+            self._at_epoch_end = True
+        else:
+            self._save_and_requeue(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._at_epoch_end:
+            self._at_epoch_end = False
+            self._save_and_requeue(trainer)
+
+    def _save_and_requeue(self, trainer) -> None:
         path = hpc_checkpoint_path(trainer.default_root_dir)
         trainer.save_checkpoint(path)  # every process: each adds its random states
         rank_zero_info(f"SLURM's requeue signal: saved {path} at step {trainer.global_step}; stopping")

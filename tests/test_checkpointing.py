@@ -79,6 +79,14 @@ KILLS = {
     ],
     # last.ckpt at the end of epoch 0 (step 8), killed one step later: resumes at the start of epoch 1.
     "after an epoch-end checkpoint": ["--trainer.callbacks+=probes.KillAtStep", "--trainer.callbacks.step=9"],
+    # last.ckpt every 4 steps: step 8 is also epoch 0's last batch, where it is saved once the epoch (and its
+    # validation) is over; killed at step 9, it resumes at the start of epoch 1. Saved straight after that
+    # batch instead, the resumed run never trained one epoch (it ended at step 16 of 24).
+    "at a step checkpoint on an epoch's last batch": [
+        "--last_checkpoint.every_n_train_steps=4",
+        "--trainer.callbacks+=probes.KillAtStep",
+        "--trainer.callbacks.step=9",
+    ],
     # Killed while validating epoch 1: resumes from step 15, trains step 16, then validates again.
     "during validation": [
         "--last_checkpoint.every_n_train_steps=5",
