@@ -12,9 +12,7 @@ Results go to `<output-dir>/<time>-<mode>.json` and `.md` (never overwriting an 
 import argparse
 import importlib.util
 import json
-import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -27,6 +25,7 @@ import lightning as L
 import torch
 
 from bert_imdb import precision
+from bert_imdb.bench_report import config_markdown, header, levers_markdown, machine, markdown
 from bert_imdb.errors import UserError
 from bert_imdb.throughput import LENGTHS, FlopCounter, masked_positions, model_flops
 
@@ -446,124 +445,6 @@ def summarise(run: dict, peaks: dict) -> dict:
     run["model_flops_per_second"] = run["flops"] / seconds
     run["mfu"] = run["flops"] / seconds / peak
     return run
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").is_file():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    info = {"cpu": cpu, "cpu_cores": os.cpu_count(), "python": platform.python_version()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    import datasets
-    import transformers
-
-    info.update(torch=torch.__version__, lightning=L.__version__)
-    info.update(transformers=transformers.__version__, datasets=datasets.__version__)
-    return info
-
-
-ROWS = [
-    ("wall time to final test accuracy (s)", "wall_seconds", "{:,.0f}"),
-    ("fit, in the process (s)", "fit_seconds", "{:,.0f}"),
-    ("test, in the process (s)", "test_seconds", "{:,.0f}"),
-    ("training time, validation excluded (s)", "train_seconds", "{:,.0f}"),
-    ("training throughput (real tokens/s)", "real_tokens_per_second", "{:,.0f}"),
-    ("padding share of tokens processed", "padding_fraction", "{:.1%}"),
-    ("model FLOP/s on real tokens (G)", "model_flops_per_second", "{:.1f}"),
-    ("MFU (of this run's dtype's matmul peak)", "mfu", "{:.1%}"),
-    ("peak memory, RSS (GB)", "peak_rss_gb", "{:.2f}"),
-    ("peak GPU memory (GB)", "peak_gpu_gb", "{:.2f}"),
-    ("test accuracy", "test_acc", "{:.3f}"),
-    ("precision", "precision", "{}"),
-]
-
-
-def header(report: dict) -> list[str]:
-    m, s = report["machine"], report["settings"]
-    peak = report["matmul_peak_gflops"]["bf16"]
-    bf16 = "no bf16 arithmetic" if math.isnan(peak) else f"{peak:,.0f} GFLOP/s bf16"
-    return [
-        f"Machine: {m.get('gpu', m['cpu'])}, {m['cpu_cores']} CPU cores; torch {m['torch']}, "
-        f"transformers {m['transformers']}, lightning {m['lightning']}, datasets {m['datasets']}.",
-        f"Recipe: {s['model']}, {s['train_samples']} training and {s['test_samples']} test reviews, "
-        f"{s['epochs']} epoch(s), batch {s['batch_size']}, learning rate {s['learning_rate']}, "
-        f"max length {s['max_length']}, seed {s['seed']}. Matmul peak: "
-        f"{report['matmul_peak_gflops']['fp32']:,.0f} GFLOP/s fp32, {bf16}.",
-        *(
-            [
-                "Model: bert-base-uncased's dimensions with random weights (--shape bert-base), for speed only: "
-                "its accuracy means nothing."
-            ]
-            if s.get("shape") == "bert-base"
-            else []
-        ),
-        "",
-    ]
-
-
-def levers_markdown(report: dict) -> str:
-    levers = report["levers"]
-    base = next(iter(levers.values()))
-    lines = [
-        *header(report),
-        f"bert_imdb, first {report['settings']['lever_steps']} training steps and one validation per row:",
-        "",
-        "| run | training real tokens/s | vs first row | padding | MFU | validation examples/s | vs first row |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, run in levers.items():
-        train = run["real_tokens_per_second"]
-        evals = run["eval_reviews_per_second"]
-        lines.append(
-            f"| {name} | {train:,.0f} | {train / base['real_tokens_per_second']:.2f}x "
-            f"| {run['padding_fraction']:.1%} | {run['mfu']:.1%} "
-            f"| {evals:,.1f} | {evals / base['eval_reviews_per_second']:.2f}x |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def config_markdown(report: dict) -> str:
-    run, settings = report["runs"]["bert_imdb"], report["settings"]
-    lines = [
-        *header(report)[:1],
-        f"`python -m bert_imdb fit --config {settings['config']}` and `test` of its best checkpoint, in one process "
-        f"({settings['model']}, {settings['dataset']}; overrides: {' '.join(settings['override']) or 'none'}):",
-        "",
-        "| | bert_imdb |",
-        "|---|---:|",
-    ]
-    for label, key, fmt in ROWS:
-        if key in run:
-            value = run[key] / 1e9 if key == "model_flops_per_second" else run[key]
-            lines.append(f"| {label} | {fmt.format(value)} |")
-    return "\n".join(lines) + "\n"
-
-
-def markdown(report: dict) -> str:
-    peer, ours = report["runs"]["peer"], report["runs"]["bert_imdb"]
-    lines = [
-        *header(report),
-        "| | peer (HF Trainer, pad to max length) | bert_imdb | ratio |",
-        "|---|---:|---:|---:|",
-    ]
-    ratios = report["ratios"]
-    for label, key, fmt in ROWS:
-        if key not in peer:
-            continue
-        scale = 1e9 if key == "model_flops_per_second" else 1
-        ratio = {"wall_seconds": "speedup", "real_tokens_per_second": "throughput"}.get(key)
-        cells = [fmt.format(run[key] / scale if scale != 1 else run[key]) for run in (peer, ours)]
-        note = f"{ratios[ratio]:.2f}x" if ratio else ""
-        if key == "test_acc":
-            note = f"{ratios['accuracy_points']:+.1f} points"
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {note} |")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
