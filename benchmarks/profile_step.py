@@ -3,6 +3,7 @@ and the machine's fp32 and bf16 matmul rates: the per-step figures of the README
 
     python benchmarks/profile_step.py                       # all-MiniLM-L6-v2, 8 reviews of 288 tokens
     python benchmarks/profile_step.py --profile             # and torch.profiler's top operators per setting
+    python benchmarks/profile_step.py --mlm --profile       # a masked-LM step instead: 32 blocks of 128
 
 Times are the median of --steps steps after --warmup steps, on this machine's default device.
 """
@@ -17,6 +18,8 @@ from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.imdb import load_imdb
 from bert_imdb.precision import bf16_supported
 from bert_imdb.pretrained import load_tokenizer
+from bert_imdb.pretraining import MaskedLanguageModel
+from bert_imdb.throughput import LENGTHS, MASKED_INDEX
 
 # (name, SentimentClassifier arguments)
 SETTINGS = [
@@ -24,19 +27,39 @@ SETTINGS = [
     ("sdpa, attention dropout 0 (fused kernel)", {"attention_dropout": 0.0}),
     ("eager, attention dropout 0", {"attention_dropout": 0.0, "attn_implementation": "eager"}),
 ]
+# (name, MaskedLanguageModel arguments) for --mlm
+MLM_SETTINGS = [
+    (
+        "head on every position, sdpa, attention dropout 0.1",
+        {"head_on_masked_only": False, "attention_dropout": 0.1},
+    ),
+    ("head on scored positions, sdpa, attention dropout 0", {}),
+    ("head on scored positions, eager (configs/mlm.yaml)", {"attn_implementation": "eager"}),
+]
+MLM_PROBABILITY = 0.15
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="../shared/models/all-MiniLM-L6-v2")
     parser.add_argument("--dataset", default="../shared/imdb")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--length", type=int, default=288, help="tokens per review (no padding)")
+    parser.add_argument("--batch-size", type=int, help="reviews per step (default 8, with --mlm 32)")
+    parser.add_argument(
+        "--length", type=int, help="tokens per review, no padding (default 288, with --mlm 128)"
+    )
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--matmul-size", type=int, default=512, help="n of the n x n matmuls")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--mlm",
+        action="store_true",
+        help="a masked-LM step (15%% of positions scored) instead of a classifier's",
+    )
+    args = parser.parse_args(argv)
+    args.batch_size = args.batch_size or (32 if args.mlm else 8)
+    args.length = args.length or (128 if args.mlm else 288)
+    return args
 
 
 def sync(device: torch.device) -> None:
@@ -75,10 +98,30 @@ def batch_of_reviews(args: argparse.Namespace, device: torch.device) -> dict:
     }
 
 
-def training_step(module: SentimentClassifier, optimizer: torch.optim.Optimizer, batch: dict, dtype):
+def masked(batch: dict) -> dict:
+    """The batch as the masked-LM collator hands it over: a seeded 15% of positions scored (all of them
+    replaced by [MASK]'s id would not change the timing), their flat index, and the lengths."""
+    ids = batch["input_ids"]
+    scored = (
+        torch.rand(ids.shape, generator=torch.Generator().manual_seed(0)).to(ids.device) < MLM_PROBABILITY
+    )
+    return {
+        "input_ids": ids,
+        "attention_mask": batch["attention_mask"],
+        "token_type_ids": torch.zeros_like(ids),
+        "labels": torch.where(scored, ids, -100),
+        MASKED_INDEX: scored.flatten().nonzero().flatten(),
+        LENGTHS: [ids.shape[1]] * len(ids),
+    }
+
+
+def training_step(module, optimizer: torch.optim.Optimizer, batch: dict, dtype):
     def step() -> None:
         with torch.autocast(batch["input_ids"].device.type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = module.model(**batch).loss
+            if isinstance(module, MaskedLanguageModel):
+                loss, _ = module._loss(batch, *module._forward(batch))
+            else:
+                loss = module.model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -102,17 +145,22 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     batch = batch_of_reviews(args, device)
+    module_class, settings_list = (
+        (MaskedLanguageModel, MLM_SETTINGS) if args.mlm else (SentimentClassifier, SETTINGS)
+    )
+    if args.mlm:
+        batch = masked(batch)
     shape = "x".join(map(str, batch["input_ids"].shape))
     # bf16 autocast only where the device computes in bf16: elsewhere it is emulated (see the matmuls).
     dtypes = [torch.float32] + ([torch.bfloat16] if bf16_supported(device) else [])
     for dtype in dtypes:
         what = "fp32" if dtype == torch.float32 else "bf16 autocast"
         print(
-            f"One training step of {args.model} on {shape} tokens ({device}, {what}), median of {args.steps}:"
+            f"One {'masked-LM ' if args.mlm else ''}training step of {args.model} on {shape} tokens ({device}, {what}), median of {args.steps}:"
         )
-        for name, settings in SETTINGS:
+        for name, settings in settings_list:
             torch.manual_seed(0)
-            module = SentimentClassifier(args.model, **settings).to(device)
+            module = module_class(args.model, **settings).to(device)
             optimizer = torch.optim.AdamW(module.parameters(), lr=1e-5, fused=True)
             step = training_step(module, optimizer, batch, dtype)
             print(f"  {name}: {median_seconds(step, args.steps, args.warmup, device) * 1000:,.0f} ms")
@@ -120,6 +168,8 @@ def main(argv=None) -> None:
                 with torch.profiler.profile() as profile:
                     step()
                 print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+    if args.mlm:
+        return
 
     module = SentimentClassifier(args.model).to(device)
     module.model(**batch).loss.backward()  # gradients for the optimizer to apply

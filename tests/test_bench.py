@@ -81,6 +81,32 @@ def test_profile_step_times_each_attention_setting_and_the_optimizer(tiny_model,
     assert "on 8x16 tokens" in done.stdout  # the batch it was asked for, without padding
 
 
+def test_profile_step_times_a_masked_lm_step_under_each_head_and_attention(tiny_model, hub_dataset, workdir):
+    args = ["--model", tiny_model, "--dataset", hub_dataset, "--mlm", "--length", "16", "--batch-size", "4"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "profile_step.py"),
+            *args,
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    timed = re.findall(r"^  (.+): [\d,.]+ ms$", done.stdout, re.MULTILINE)
+    # fp32, and bf16 where the machine computes in it
+    assert len(timed) in (3, 6) and timed == [
+        "head on every position, sdpa, attention dropout 0.1",
+        "head on scored positions, sdpa, attention dropout 0",
+        "head on scored positions, eager (configs/mlm.yaml)",
+    ] * (len(timed) // 3)
+    assert "masked-LM training step" in done.stdout and "on 4x16 tokens" in done.stdout
+
+
 @pytest.mark.slow
 def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(tiny_model, hub_dataset, workdir):
     # As a GPU machine gets them: the model in fp16 and the reviews packed (benchmarks/payload.py).
