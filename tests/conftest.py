@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny random BERT and tokenizer, and small IMDb-like datasets, all under tmp paths.
 
-Nothing here reaches the Hugging Face Hub, and the datasets cache lives in a temporary folder.
+Nothing here reaches the Hugging Face Hub, and the datasets and torch.compile caches live in temporary
+folders.
 """
 
 import os
@@ -12,6 +13,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="bert_imdb_test_datasets_")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Inductor's cache is shared by every process of a machine (/tmp/torchinductor_<user>): a compile cut off
+# there leaves a truncated kernel that later compiles load and fail on. Each session compiles afresh, as CI.
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bert_imdb_test_inductor_")
 
 import pytest
 import torch
