@@ -131,7 +131,9 @@ class SentimentClassifier(L.LightningModule):
         for name, metric in self.plots[split].items():
             # Drawn only here, where it is logged; add_figure closes it, so none is left open.
             writer.add_figure(f"{split}/{name}", metric.plot(values[name])[0], step)
-        add_pr_curve(writer, f"{split}/pr_curve", counts, step)
+        # A tag of its own: TensorBoard gives a tag to one plugin only, so sharing the image's tag left the PR
+        # CURVES tab empty and the image unshown.
+        add_pr_curve(writer, f"{split}/precision_recall", counts, step)
         writer.add_text(f"{split}/confidently_wrong", confidently_wrong_table(wrong), step)
 
     def _log_hparams_with_final_scores(self, split: str) -> None:

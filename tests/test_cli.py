@@ -12,6 +12,8 @@ import yaml
 from conftest import REPO, SHARED, mlm_args, tiny_args
 from jsonargparse import ArgumentParser
 from lightning.pytorch.strategies import Strategy
+from tensorboard import context
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard.util import tensor_util
@@ -29,6 +31,21 @@ def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     events = EventAccumulator(str(run))
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def tensorboard_tags(logdir: Path) -> dict[str, set[str]]:
+    """The image and PR-curve tags of the runs under `logdir` as TensorBoard's pages get them (its data
+    provider), not as the event files hold them."""
+    events = plugin_event_multiplexer.EventMultiplexer()
+    events.AddRunsFromDirectory(str(logdir))
+    events.Reload()
+    provider, ctx = data_provider.MultiplexerDataProvider(events, str(logdir)), context.RequestContext()
+    images = provider.list_blob_sequences(ctx, experiment_id="", plugin_name="images")
+    curves = provider.list_tensors(ctx, experiment_id="", plugin_name="pr_curves")
+    return {
+        "images": {tag for tags in images.values() for tag in tags},
+        "pr_curves": {tag for tags in curves.values() for tag in tags},
+    }
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
@@ -162,8 +179,11 @@ def test_a_fit_and_its_test_are_one_tensorboard_run(tiny_model, hub_dataset, wor
 
     events = EventAccumulator(str(run), size_guidance={"tensors": 0, "images": 0})
     events.Reload()
+    # What TensorBoard's pages read: each tag goes to one plugin, so an image and a PR curve may not share one.
+    shown = tensorboard_tags(run.parent)
     images = {"val/confusion_matrix", "val/pr_curve", "test/confusion_matrix", "test/pr_curve"}
-    assert images <= set(events.Tags()["images"])
+    assert shown["images"] == images
+    assert shown["pr_curves"] == {"val/precision_recall", "test/precision_recall"}
     assert len(events.Images("val/confusion_matrix")) == 2  # per epoch, none for the sanity check
     # HPARAMS: one run, its real hyperparameters, both accuracies.
     content = events.PluginTagToContent("hparams")
@@ -184,7 +204,7 @@ def test_a_fit_and_its_test_are_one_tensorboard_run(tiny_model, hub_dataset, wor
 
     # The PR CURVES tab: at the lowest threshold every review is predicted positive, so the true positives
     # there are the positives of the test set, and the false positives its negatives.
-    curve = tensor_util.make_ndarray(events.Tensors("test/pr_curve")[-1].tensor_proto)
+    curve = tensor_util.make_ndarray(events.Tensors("test/precision_recall")[-1].tensor_proto)
     labels = test.trainer.datamodule.datasets["test"]["labels"]
     assert (curve[0, 0], curve[1, 0]) == (sum(labels), len(labels) - sum(labels))
 
