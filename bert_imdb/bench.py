@@ -40,6 +40,8 @@ LEVERS = {
     "attention dropout 0.1": ["--model.attention_dropout=null"],
     "eager attention": ["--model.attn_implementation=eager"],
     "pad to a multiple of 8": ["--data.pad_to_multiple_of=8"],
+    "pad to a multiple of 64": ["--data.pad_to_multiple_of=64"],
+    "fp32, pad to a multiple of 64": ["--trainer.precision=32-true", "--data.pad_to_multiple_of=64"],
     "evaluation batch 8": ["--data.eval_batch_size=8"],
     "1 DataLoader worker": ["--data.num_workers=1"],
     "torch.compile": ["--model.compile=true"],

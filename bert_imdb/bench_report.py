@@ -75,8 +75,9 @@ def levers_markdown(report: dict) -> str:
         *header(report),
         f"bert_imdb, first {report['settings']['lever_steps']} training steps and one validation per row:",
         "",
-        "| run | training real tokens/s | vs first row | padding | MFU | validation examples/s | vs first row |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| run | training real tokens/s | vs first row | padding | MFU | validation examples/s | vs first row "
+        "| peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, run in levers.items():
         train = run["real_tokens_per_second"]
@@ -84,7 +85,7 @@ def levers_markdown(report: dict) -> str:
         lines.append(
             f"| {name} | {train:,.0f} | {train / base['real_tokens_per_second']:.2f}x "
             f"| {run['padding_fraction']:.1%} | {run['mfu']:.1%} "
-            f"| {evals:,.1f} | {evals / base['eval_reviews_per_second']:.2f}x |"
+            f"| {evals:,.1f} | {evals / base['eval_reviews_per_second']:.2f}x | {run['peak_rss_gb']:.2f} GB |"
         )
     return "\n".join(lines) + "\n"
 
