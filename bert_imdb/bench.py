@@ -323,9 +323,8 @@ def build_bert_base(tokenizer_source: str, folder: Path, seed: int) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    config = BertConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=512
-    )  # BertConfig's are bert-base's
+    # BertConfig's defaults are bert-base's dimensions.
+    config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512)
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

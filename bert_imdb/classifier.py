@@ -21,7 +21,7 @@ from bert_imdb.hparams import hyperparameters, log_hparams
 from bert_imdb.imdb import LABEL_NAMES
 from bert_imdb.inputs import model_inputs
 from bert_imdb.optimization import adamw_with_linear_warmup, check_warmup_ratio
-from bert_imdb.pretrained import from_pretrained
+from bert_imdb.pretrained import attention_settings, from_pretrained
 from bert_imdb.throughput import LENGTHS
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -69,8 +69,7 @@ class SentimentClassifier(L.LightningModule):
             label2id={name: i for i, name in enumerate(LABEL_NAMES)},
             # Full precision weights: mixed precision is the Trainer's job (`trainer.precision`).
             dtype=torch.float32,
-            attn_implementation=attn_implementation,
-            **({} if attention_dropout is None else {"attention_probs_dropout_prob": attention_dropout}),
+            **attention_settings(attention_dropout, attn_implementation),
         )
         # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
         self.model.train()

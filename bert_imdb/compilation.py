@@ -19,9 +19,8 @@ def compile_in_place(model: nn.Module, how: bool | Literal["reduce-overhead"]) -
     torch's limit of recompilations (8 by default, per code object) is raised to hold them all.
     """
     if how == "reduce-overhead":
-        config = (
-            torch._dynamo.config
-        )  # "recompile_limit" since torch 2.6 (read with 2.13), before: cache_size_limit
+        # "recompile_limit" since torch 2.6 (read with 2.13), before: cache_size_limit
+        config = torch._dynamo.config
         limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
         setattr(config, limit, max(getattr(config, limit), STATIC_GRAPHS))
         model.compile(mode="reduce-overhead", dynamic=False)

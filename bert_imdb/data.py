@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import PreTrainedTokenizerBase
 
-from bert_imdb.batching import EvaluationSampler, LengthGroupedSampler, token_lengths
+from bert_imdb.batching import EvaluationSampler, LengthGroupedSampler, padded_length, token_lengths
 from bert_imdb.errors import UserError
 from bert_imdb.imdb import imdb_subsets
 from bert_imdb.pretrained import check_max_length, load_tokenizer
@@ -46,9 +46,7 @@ class CollateWithStrings:
             key: [f.pop(key) for f in features] for key in ("index", "id", "text") if key in features[0]
         }
         lengths = [len(f["input_ids"]) for f in features]
-        width = max(lengths)
-        if self.multiple:
-            width = min(-(-width // self.multiple) * self.multiple, self.max_length)
+        width = padded_length(max(lengths), self.multiple, self.max_length)
         padded = self.tokenizer.pad(features, padding="max_length", max_length=width, return_tensors="pt")
         return {**padded, **strings, LENGTHS: lengths}
 

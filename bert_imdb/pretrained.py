@@ -43,6 +43,13 @@ def from_pretrained(auto_class, name: str, **kwargs):
         ) from err
 
 
+def attention_settings(attention_dropout: float | None, attn_implementation: str) -> dict:
+    """The from_pretrained arguments for the attention: its implementation, and its dropout (None keeps the
+    checkpoint's own)."""
+    dropout = {} if attention_dropout is None else {"attention_probs_dropout_prob": attention_dropout}
+    return {"attn_implementation": attn_implementation, **dropout}
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return from_pretrained(AutoTokenizer, name)
 

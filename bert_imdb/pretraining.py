@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, BertForPreTraining
 from bert_imdb.errors import UserError
 from bert_imdb.inputs import model_inputs
 from bert_imdb.optimization import adamw_with_linear_warmup, check_warmup_ratio
-from bert_imdb.pretrained import from_pretrained
+from bert_imdb.pretrained import attention_settings, from_pretrained
 from bert_imdb.throughput import LENGTHS, MASKED_INDEX
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -81,14 +81,13 @@ class MaskedLanguageModel(L.LightningModule):
         super().__init__()
         check_warmup_ratio(warmup_ratio)
         self.save_hyperparameters()
-        dropout = {} if attention_dropout is None else {"attention_probs_dropout_prob": attention_dropout}
-        dropout["attn_implementation"] = attn_implementation
+        attention = attention_settings(attention_dropout, attn_implementation)
         if nsp:
-            self.model = load_nsp_model(model_name_or_path, **dropout)
+            self.model = load_nsp_model(model_name_or_path, **attention)
         else:
             # Full precision weights: mixed precision is the Trainer's job (`trainer.precision`).
             self.model = from_pretrained(
-                AutoModelForMaskedLM, model_name_or_path, dtype=torch.float32, **dropout
+                AutoModelForMaskedLM, model_name_or_path, dtype=torch.float32, **attention
             )
         # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
         self.model.train()
