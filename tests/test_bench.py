@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import pytest
 from conftest import REPO
 
 from bert_imdb.bench import MLM_LEVERS, main
+from bert_imdb.pretraining import MaskedLanguageModel
 
 TINY = ["--train-samples", "32", "--test-samples", "16", "--epochs", "2", "--max-length", "64"]
 
@@ -105,6 +107,18 @@ def test_profile_step_times_a_masked_lm_step_under_each_head_and_attention(tiny_
         "head on scored positions, eager (configs/mlm.yaml)",
     ] * (len(timed) // 3)
     assert "masked-LM training step" in done.stdout and "on 4x16 tokens" in done.stdout
+
+
+def test_profile_steps_masked_lm_settings_build_what_their_rows_say(tiny_model):
+    spec = importlib.util.spec_from_file_location("profile_step", REPO / "benchmarks" / "profile_step.py")
+    profile_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile_step)
+    for name, settings in profile_step.MLM_SETTINGS:
+        module = MaskedLanguageModel(tiny_model, **settings)
+        config = module.model.config
+        assert config._attn_implementation == ("eager" if "eager" in name else "sdpa"), name
+        assert config.attention_probs_dropout_prob == (0.1 if "dropout 0.1" in name else 0.0), name
+        assert module._scored_only == ("scored positions" in name), name
 
 
 @pytest.mark.slow
