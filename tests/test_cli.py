@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import lightning as L
@@ -11,6 +12,7 @@ import pytest
 import yaml
 from conftest import REPO, SHARED, mlm_args, tiny_args
 from jsonargparse import ArgumentParser
+from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.strategies import Strategy
 from tensorboard import context
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
@@ -19,7 +21,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard.util import tensor_util
 
 from bert_imdb.classifier import SentimentClassifier
-from bert_imdb.cli import cli_main
+from bert_imdb.cli import SaveConfigBesideExisting, cli_main
 from bert_imdb.data import IMDbDataModule
 from bert_imdb.pretraining import MaskedLanguageModel
 from bert_imdb.pretraining_data import IMDbPretrainingDataModule
@@ -282,6 +284,24 @@ def test_fit_resumes_from_last_checkpoint_in_the_same_run(tiny_model, hub_datase
     # Both configs are kept: the rerun neither died on nor overwrote config.yaml.
     assert (run / "config.yaml").is_file() and (run / "config-1.yaml").is_file()
     assert "max_epochs: 1" in (run / "config.yaml").read_text()
+
+
+def test_two_commands_on_one_run_save_their_configs_under_different_names(tmp_path, monkeypatch):
+    """Two `predict`s of one checkpoint at once both chose config-1.yaml, and the later one died on the
+    other's file (a CI run of the DDP predict grid): the name must be taken when it is chosen."""
+    (tmp_path / "config.yaml").write_text("the first run's\n")
+    # Both commands choose their names before either writes its config.
+    monkeypatch.setattr(SaveConfigCallback, "setup", lambda self, trainer, pl_module, stage: None)
+    trainer = types.SimpleNamespace(
+        log_dir=str(tmp_path), is_global_zero=True, strategy=types.SimpleNamespace(broadcast=lambda x: x)
+    )
+    names = []
+    for _ in range(2):
+        callback = SaveConfigBesideExisting(ArgumentParser(), {}, overwrite=False)
+        callback.setup(trainer, None, "predict")
+        names.append(callback.config_filename)
+    assert names == ["config-1.yaml", "config-2.yaml"]
+    assert (tmp_path / "config.yaml").read_text() == "the first run's\n"
 
 
 @pytest.mark.parametrize(
