@@ -155,9 +155,8 @@ def main(argv=None) -> None:
     dtypes = [torch.float32] + ([torch.bfloat16] if bf16_supported(device) else [])
     for dtype in dtypes:
         what = "fp32" if dtype == torch.float32 else "bf16 autocast"
-        print(
-            f"One {'masked-LM ' if args.mlm else ''}training step of {args.model} on {shape} tokens ({device}, {what}), median of {args.steps}:"
-        )
+        step_of = "masked-LM training step" if args.mlm else "training step"
+        print(f"One {step_of} of {args.model} on {shape} tokens ({device}, {what}), median of {args.steps}:")
         for name, settings in settings_list:
             torch.manual_seed(0)
             module = module_class(args.model, **settings).to(device)

@@ -25,7 +25,8 @@ def token_lengths(dataset: Dataset) -> np.ndarray:
 
 def padded_length(length: int, multiple: int | None, max_length: int) -> int:
     """The width a batch whose longest review has `length` tokens is padded to: a multiple of `multiple`
-    (none: `length` itself), at most `max_length`. CollateWithStrings pads so; token-budget batches size by it."""
+    (none: `length` itself), at most `max_length`. CollateWithStrings pads so; token-budget batches size
+    by it."""
     return min(-(-length // multiple) * multiple, max_length) if multiple else length
 
 
