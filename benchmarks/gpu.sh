@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement of the README's Speed section, in one run, on a machine without network:
+# Every GPU measurement of docs/speed.md, in one run, on a machine without network:
 #   benchmarks/gpu.sh RESULTS_DIR MODEL_DIR DATA_DIR
 # MODEL_DIR: all-MiniLM-L6-v2 (fp32 or fp16 weights); DATA_DIR: IMDb laid out like stanfordnlp/imdb, or the
 # packed reviews of `python benchmarks/payload.py pack` (MODEL_DIR its model/, DATA_DIR its imdb/).

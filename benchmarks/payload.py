@@ -15,7 +15,7 @@ import torch
 from datasets import ClassLabel, Dataset, Features, Value
 from transformers import AutoModel, AutoTokenizer
 
-from bert_imdb.imdb import LABEL_NAMES, load_imdb
+from bert_imdb.data.imdb import LABEL_NAMES, load_imdb
 
 SPLITS = ("train", "test")
 ESCAPED = re.compile(r"\\(.)")

@@ -1,5 +1,5 @@
 """One training step of a classifier, timed under each attention setting, the AdamW step foreach and fused,
-and the machine's fp32 and bf16 matmul rates: the per-step figures of the README's Speed section.
+and the machine's fp32 and bf16 matmul rates: the per-step figures of benchmarks/results/README.md.
 
     python benchmarks/profile_step.py                       # all-MiniLM-L6-v2, 8 reviews of 288 tokens
     python benchmarks/profile_step.py --profile             # and torch.profiler's top operators per setting
@@ -14,12 +14,12 @@ import time
 
 import torch
 
-from bert_imdb.classifier import SentimentClassifier
-from bert_imdb.imdb import load_imdb
+from bert_imdb.data.collate import LENGTHS, MASKED_INDEX
+from bert_imdb.data.imdb import load_imdb
+from bert_imdb.models.classifier import SentimentClassifier
+from bert_imdb.models.masked_lm import MaskedLanguageModel
+from bert_imdb.models.pretrained import load_tokenizer
 from bert_imdb.precision import bf16_supported
-from bert_imdb.pretrained import load_tokenizer
-from bert_imdb.pretraining import MaskedLanguageModel
-from bert_imdb.throughput import LENGTHS, MASKED_INDEX
 
 # (name, SentimentClassifier arguments)
 SETTINGS = [

@@ -1,4 +1,4 @@
-from bert_imdb.cli import cli_main
+from bert_imdb.cli import main
 
 if __name__ == "__main__":
-    cli_main()
+    main()

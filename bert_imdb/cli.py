@@ -7,63 +7,40 @@ from pathlib import Path
 import lightning as L
 from jsonargparse import auto_cli
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins import Precision
 
-from bert_imdb.checkpointing import AtomicCheckpointIO, EpochEndResumeFitLoop, ExactResume, LastCheckpoint
-from bert_imdb.classifier import SentimentClassifier
-from bert_imdb.data import IMDbDataModule
+from bert_imdb.callbacks.exact_resume import ExactResume
+from bert_imdb.callbacks.last_checkpoint import LastCheckpoint
+from bert_imdb.callbacks.predictions import PredictionWriter
+from bert_imdb.callbacks.save_config import SaveConfigBesideExisting
+from bert_imdb.callbacks.slurm_requeue import SlurmRequeue
+from bert_imdb.callbacks.throughput import TokenThroughputMonitor
+from bert_imdb.callbacks.validation_record import ValidationRecord
+from bert_imdb.checkpoints.atomic_io import AtomicCheckpointIO
+from bert_imdb.checkpoints.loading import load_checkpoint
+from bert_imdb.checkpoints.resume_rules import RESUME_MUST_MATCH, check_resumable, check_same_model_class
+from bert_imdb.data.review_files import scan_reviews
+from bert_imdb.data.sentiment import IMDbDataModule
 from bert_imdb.errors import UserError
-from bert_imdb.export import export, load_checkpoint
-from bert_imdb.model_card import ValidationRecord
+from bert_imdb.export import export
+from bert_imdb.models.classifier import SentimentClassifier
 from bert_imdb.precision import checked_precision
-from bert_imdb.predictions import PredictionWriter
-from bert_imdb.pretraining import MaskedLanguageModel
-from bert_imdb.pretraining_data import IMDbPretrainingDataModule
-from bert_imdb.review_files import scan_reviews
-from bert_imdb.slurm import SlurmRequeue
-from bert_imdb.throughput import TokenThroughputMonitor
+from bert_imdb.tasks import check_pairing
+from bert_imdb.workarounds.fit_loop import ExactResumeFitLoop
 
 DESCRIPTION = (
     "Fine-tune BERT on IMDb reviews (the default: SentimentClassifier on IMDbDataModule), or pre-train it "
     "further (model.class_path bert_imdb.MaskedLanguageModel, data.class_path "
     "bert_imdb.IMDbPretrainingDataModule: see configs/mlm.yaml). Subcommands: fit, validate, test, predict "
-    "(Lightning's), and export (a checkpoint to a Hugging Face model folder: python -m bert_imdb export --help)."
+    "(Lightning's), and export (a checkpoint to a Hugging Face model folder: bert-imdb export --help)."
 )
-# Each module trains on its own data module.
-DATA_OF_MODEL = {SentimentClassifier: IMDbDataModule, MaskedLanguageModel: IMDbPretrainingDataModule}
 
 
 def _import(class_path: str) -> type:
     module, _, name = class_path.rpartition(".")
     return getattr(importlib.import_module(module), name)
-
-
-class SaveConfigBesideExisting(SaveConfigCallback):
-    """Saves the run's config as config.yaml, or config-1.yaml, ... where the run folder already has one.
-
-    Lightning's callback either fails on an existing file or overwrites it; a resumed run must do neither.
-    Rank 0 claims the name by creating the file exclusively, so two commands evaluating the same run at
-    once (two `predict`s of one checkpoint, say) take different names instead of failing on the same one.
-    """
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        if not self.already_saved:
-            log_dir, name, n = Path(trainer.log_dir), "config.yaml", 0
-            if trainer.is_global_zero:
-                log_dir.mkdir(parents=True, exist_ok=True)
-                while True:
-                    try:
-                        (log_dir / name).open("x").close()
-                        break
-                    except FileExistsError:
-                        n += 1
-                        name = f"config-{n}.yaml"
-            self.config_filename = trainer.strategy.broadcast(name)
-            # The name is this run's own empty file now; Lightning's check would refuse it.
-            self.overwrite = True
-        super().setup(trainer, pl_module, stage)
 
 
 class BertImdbCLI(LightningCLI):
@@ -124,7 +101,7 @@ class BertImdbCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
-        EpochEndResumeFitLoop.install(trainer)
+        ExactResumeFitLoop.install(trainer)
         if checked_precision(trainer.precision, trainer.strategy.root_device) != trainer.precision:
             # The one fallback is bf16-mixed to 32-true on the CPU. The device is known only once the
             # Trainer is built, and a second Trainer would register the callbacks twice: swap the plugin.
@@ -135,79 +112,85 @@ class BertImdbCLI(LightningCLI):
         # Without a subcommand (run=False), the classes are only built: there is nothing to run or resume.
         config = self.config[self.subcommand] if self.subcommand else self.config
         model_class, data_class = _import(config.model.class_path), _import(config.data.class_path)
-        expected = DATA_OF_MODEL.get(model_class)
-        if expected is not None and data_class in DATA_OF_MODEL.values() and data_class is not expected:
-            raise UserError(
-                f"{model_class.__name__} trains on {expected.__name__}, not {data_class.__name__}: "
-                f"set data.class_path to bert_imdb.{expected.__name__}"
-            )
-        step = {"validate": "validation_step", "test": "test_step", "predict": "predict_step"}.get(
-            self.subcommand
-        )
-        if step and getattr(model_class, step, None) is getattr(L.LightningModule, step, None):
-            raise UserError(
-                f"{model_class.__name__} has no {self.subcommand} step: fit or validate it, export it, "
-                f"and {self.subcommand} a SentimentClassifier started from the export"
-            )
-        self._resolve_checkpoint_metric(config.checkpoint, model_class)
-        if self.subcommand is None:
-            return
-        predict_file = config.data.init_args.get("predict_file")
-        if self.subcommand == "predict" and predict_file is not None:
-            # Here, before the Trainer starts the other processes: one error line, not one per process.
-            scan_reviews(predict_file)
-        if self.subcommand == "predict" and config.return_predictions is None:
-            # PredictionWriter writes every batch out; the Trainer keeping them all too would hold a whole
-            # file's predictions in memory.
-            config.return_predictions = False
+        check_pairing(model_class, data_class)
+        _refuse_missing_step(model_class, self.subcommand)
+        _resolve_checkpoint_metric(config.checkpoint, model_class)
+        if self.subcommand == "predict":
+            _prepare_predict(config)
         if self.subcommand == "fit" and config.ckpt_path == "last" and config.last_checkpoint.dirpath is None:
-            resumed = self._continue_last_run(config.trainer.logger)
+            resumed = _continue_last_run(config.trainer.logger)
             if resumed is not None:
                 _check_same_setup(resumed, config)
-        elif _is_file_path(config.ckpt_path):
-            self._log_into_checkpoint_run(config.trainer.logger, Path(config.ckpt_path))
+        elif self.subcommand and _is_file_path(config.ckpt_path):
+            _log_into_checkpoint_run(config.trainer.logger, Path(config.ckpt_path))
 
-    @staticmethod
-    def _resolve_checkpoint_metric(checkpoint, model_class: type) -> None:
-        """Fill checkpoint.monitor/mode "auto" from the model, and name the files after the monitored value."""
-        metric, mode = getattr(model_class, "checkpoint_metric", (None, "min"))
-        if checkpoint.monitor == "auto":
-            checkpoint.monitor = metric
-            checkpoint.mode = mode if checkpoint.mode == "auto" else checkpoint.mode
-        checkpoint.mode = "min" if checkpoint.mode == "auto" else checkpoint.mode
-        if checkpoint.filename is None and checkpoint.monitor:
-            value = checkpoint.monitor
-            checkpoint.filename = f"epoch{{epoch}}-step{{step}}-{value.replace('/', '_')}{{{value}:.4f}}"
 
-    @staticmethod
-    def _continue_last_run(logger) -> Path | None:
-        """Point the TensorBoard logger at the newest run with a last.ckpt, so `--ckpt_path last` finds it there
-        and the resumed run keeps logging into the same folder instead of starting a new version."""
-        if not (isinstance(logger, dict) or hasattr(logger, "class_path")):
-            return None
-        if not logger.class_path.endswith("TensorBoardLogger") or logger.init_args.get("version") is not None:
-            return None
-        runs = Path(logger.init_args.save_dir) / logger.init_args.name
-        last = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not last:
-            return None
-        logger.init_args.version = last[-1].parent.parent.name
-        return last[-1]
+def _refuse_missing_step(model_class: type, subcommand: str | None) -> None:
+    """Stop `validate`, `test` or `predict` of a module that has no such step (MLM has no test or predict)."""
+    step = {"validate": "validation_step", "test": "test_step", "predict": "predict_step"}.get(subcommand)
+    if step and getattr(model_class, step, None) is getattr(L.LightningModule, step, None):
+        raise UserError(
+            f"{model_class.__name__} has no {subcommand} step: fit or validate it, export it, "
+            f"and {subcommand} a SentimentClassifier started from the export"
+        )
 
-    @staticmethod
-    def _log_into_checkpoint_run(logger, ckpt_path: Path) -> None:
-        """A checkpoint from a run folder (<save_dir>/<name>/<version>/checkpoints/) is evaluated, predicted
-        or resumed in that run: TensorBoard then shows test/* beside the fit's train/* and val/*, and one
-        HPARAMS row with both accuracies. Not when the logger's version is set, or is not TensorBoard."""
-        if not (isinstance(logger, dict) or hasattr(logger, "class_path")):
-            return
-        if not logger.class_path.endswith("TensorBoardLogger") or logger.init_args.get("version") is not None:
-            return
-        run = ckpt_path.expanduser().resolve().parent.parent
-        if ckpt_path.parent.name != "checkpoints" or not (run / "hparams.yaml").is_file():
-            return
-        logger.init_args.save_dir, logger.init_args.name = str(run.parent.parent), run.parent.name
-        logger.init_args.version = run.name
+
+def _resolve_checkpoint_metric(checkpoint, model_class: type) -> None:
+    """Fill checkpoint.monitor/mode "auto" from the model, and name the files after the monitored value."""
+    metric, mode = getattr(model_class, "checkpoint_metric", (None, "min"))
+    if checkpoint.monitor == "auto":
+        checkpoint.monitor = metric
+        checkpoint.mode = mode if checkpoint.mode == "auto" else checkpoint.mode
+    checkpoint.mode = "min" if checkpoint.mode == "auto" else checkpoint.mode
+    if checkpoint.filename is None and checkpoint.monitor:
+        value = checkpoint.monitor
+        checkpoint.filename = f"epoch{{epoch}}-step{{step}}-{value.replace('/', '_')}{{{value}:.4f}}"
+
+
+def _prepare_predict(config) -> None:
+    """Check the predict file before the Trainer starts other processes (one error line, not one per
+    process), and keep no predictions in memory: PredictionWriter writes every batch out, and the Trainer
+    keeping them all too would hold a whole file's predictions."""
+    predict_file = config.data.init_args.get("predict_file")
+    if predict_file is not None:
+        scan_reviews(predict_file)
+    if config.return_predictions is None:
+        config.return_predictions = False
+
+
+def _tensorboard_args(logger):
+    """The init_args of a TensorBoardLogger the config asks for without a fixed version, else None: only
+    then may a command choose the run folder it logs into."""
+    if not (isinstance(logger, dict) or hasattr(logger, "class_path")):
+        return None
+    if _import(logger.class_path) is not TensorBoardLogger or logger.init_args.get("version") is not None:
+        return None
+    return logger.init_args
+
+
+def _continue_last_run(logger) -> Path | None:
+    """Point the TensorBoard logger at the newest run with a last.ckpt, so `--ckpt_path last` finds it there
+    and the resumed run keeps logging into the same folder instead of starting a new version."""
+    args = _tensorboard_args(logger)
+    if args is None:
+        return None
+    runs = Path(args.save_dir) / args.name
+    last = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not last:
+        return None
+    args.version = last[-1].parent.parent.name
+    return last[-1]
+
+
+def _log_into_checkpoint_run(logger, ckpt_path: Path) -> None:
+    """A checkpoint from a run folder (<save_dir>/<name>/<version>/checkpoints/) is evaluated, predicted
+    or resumed in that run: TensorBoard then shows test/* beside the fit's train/* and val/*, and one
+    HPARAMS row with both accuracies. Not when the logger's version is set, or is not TensorBoard."""
+    args = _tensorboard_args(logger)
+    run = ckpt_path.expanduser().resolve().parent.parent
+    if args is None or ckpt_path.parent.name != "checkpoints" or not (run / "hparams.yaml").is_file():
+        return
+    args.save_dir, args.name, args.version = str(run.parent.parent), run.parent.name, run.name
 
 
 def _is_file_path(ckpt_path: str | None) -> bool:
@@ -216,32 +199,17 @@ def _is_file_path(ckpt_path: str | None) -> bool:
     )
 
 
-# What must not change between a checkpoint and the config that resumes it: (section, key).
-RESUME_MUST_MATCH = [("model", "model_name_or_path"), ("model", "nsp"), ("data", "max_length")]
-
-
 def _check_same_setup(ckpt_path: str | Path, config) -> None:
-    """Stop a resume whose config trains another model, or another sequence length, than the checkpoint's:
-    Lightning would load the weights into whatever the config builds, or train on inputs cut differently."""
+    """Stop a resume whose config trains another model, or cuts the reviews differently, than the
+    checkpoint: the settings checkpoints/resume_rules.py names that the config holds."""
     checkpoint = load_checkpoint(str(ckpt_path), mmap=True)
-    saved = {
-        "model": checkpoint["hyper_parameters"],
-        "data": checkpoint.get("datamodule_hyper_parameters", {}),
-    }
-    built = config.model.class_path.rpartition(".")[2]
-    saved_class = saved["model"].get("_class_path", built).rpartition(".")[2]
-    if saved_class != built:
-        raise UserError(
-            f"checkpoint {ckpt_path} holds a {saved_class}, the config builds a {built}: "
-            "resume with the run's own config.yaml"
-        )
-    for section, key in RESUME_MUST_MATCH:
-        then, now = saved[section].get(key), config[section].init_args.get(key)
-        if then is not None and now is not None and then != now:
-            raise UserError(
-                f"checkpoint {ckpt_path} was trained with {section}.{key}={then}, the config says {now}: "
-                "resume with the run's own config.yaml, or start a new fit without --ckpt_path"
-            )
+    check_same_model_class(ckpt_path, checkpoint, config.model.class_path)
+    from_config = {}
+    for name in RESUME_MUST_MATCH:
+        section, _, key = name.partition(".")
+        if section in ("model", "data"):
+            from_config[name] = config[section].init_args.get(key)
+    check_resumable(ckpt_path, checkpoint, from_config)
 
 
 def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
@@ -253,7 +221,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
     argv = sys.argv[1:] if args is None else args
     try:
         if argv[:1] == ["export"]:
-            auto_cli(export, args=argv[1:])
+            auto_cli(export, args=argv[1:], prog="bert-imdb export")
             return None
         return BertImdbCLI(
             L.LightningModule,
@@ -273,7 +241,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
                     },
                 },
             },
-            parser_kwargs={"description": DESCRIPTION},
+            parser_kwargs={"prog": "bert-imdb", "description": DESCRIPTION},
             auto_configure_optimizers=False,  # each module's configure_optimizers owns them
             args=args,
             run=run,
@@ -283,6 +251,11 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
         if cause is None:
             raise
         raise SystemExit(f"error: {cause}") from None
+
+
+def main() -> None:
+    """The `bert-imdb` console script and `python -m bert_imdb`: cli_main, whose result is no exit status."""
+    cli_main()
 
 
 def _user_error_in(err: BaseException | None) -> UserError | None:

@@ -1,11 +1,11 @@
 """bf16 only where the hardware computes in it: elsewhere it is emulated, many times slower than fp32."""
 
 import logging
-import platform
 
 import torch
 
 from bert_imdb.errors import UserError
+from bert_imdb.workarounds.cpu_bf16 import cpu_has_native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -14,10 +14,7 @@ def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
-        if platform.machine() in ("x86_64", "AMD64"):
-            # torch's own check (mkldnn) also accepts plain AVX-512, where oneDNN emulates bf16.
-            return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return cpu_has_native_bf16()
     return True  # other accelerators: torch and Lightning decide
 
 

@@ -20,11 +20,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard.util import tensor_util
 
-from bert_imdb.classifier import SentimentClassifier
-from bert_imdb.cli import SaveConfigBesideExisting, cli_main
-from bert_imdb.data import IMDbDataModule
-from bert_imdb.pretraining import MaskedLanguageModel
-from bert_imdb.pretraining_data import IMDbPretrainingDataModule
+from bert_imdb.callbacks.save_config import SaveConfigBesideExisting
+from bert_imdb.cli import cli_main
+from bert_imdb.data.pretraining import IMDbPretrainingDataModule
+from bert_imdb.data.sentiment import IMDbDataModule
+from bert_imdb.models.classifier import SentimentClassifier
+from bert_imdb.models.masked_lm import MaskedLanguageModel
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -48,6 +49,11 @@ def tensorboard_tags(logdir: Path) -> dict[str, set[str]]:
         "images": {tag for tags in images.values() for tag in tags},
         "pr_curves": {tag for tags in curves.values() for tag in tags},
     }
+
+
+def test_the_config_test_finds_the_configs():
+    # The test below is parametrized over configs/*.yaml: a moved configs/ must fail here, not pass on nothing.
+    assert {"quickstart.yaml", "mlm.yaml", "full.yaml"} <= {config.name for config in CONFIGS}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
@@ -307,7 +313,7 @@ def test_two_commands_on_one_run_save_their_configs_under_different_names(tmp_pa
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("--data.max_length=48", "was trained with data.max_length=64, the config says 48"),
+        ("--data.max_length=48", "was trained with data.max_length=64, this run has data.max_length=48"),
         ("--model.model_name_or_path={other}", "was trained with model.model_name_or_path="),
     ],
 )
@@ -359,9 +365,13 @@ def test_bad_input_ends_in_one_line(tiny_model, hub_dataset, workdir, override, 
     assert text.startswith("error: ") and message in text and "\n" not in text
 
 
-def test_command_line_prints_no_traceback(tmp_path):
+BERT_IMDB = str(Path(sys.executable).with_name("bert-imdb"))
+
+
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "bert_imdb"], [BERT_IMDB]], ids=["-m", "script"])
+def test_command_line_prints_no_traceback(tmp_path, command):
     result = subprocess.run(
-        [sys.executable, "-m", "bert_imdb", "fit", "--model.model_name_or_path=./missing-model"],
+        [*command, "fit", "--model.model_name_or_path=./missing-model"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -372,6 +382,13 @@ def test_command_line_prints_no_traceback(tmp_path):
     assert (
         result.stderr.strip().splitlines()[-1].startswith("error: model path ./missing-model does not exist")
     )
+
+
+def test_the_console_script_fits_and_exits_0(tiny_model, hub_dataset, tmp_path):
+    run = [BERT_IMDB, "fit", *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")]
+    result = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "lightning_logs/tiny/version_0/checkpoints/last.ckpt").is_file()
 
 
 @pytest.mark.slow

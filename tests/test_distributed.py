@@ -154,8 +154,8 @@ def test_a_killed_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(tiny_mo
 
     # Another number of processes, or another batch size, would not train the batches the run would have.
     for other, said in (
-        ([], "processes 2, this run has 1"),
-        ([*DDP, "--data.batch_size=16"], "data.batch_size 8, this run has 16"),
+        ([], "processes=2, this run has processes=1"),
+        ([*DDP, "--data.batch_size=16"], "data.batch_size=8, this run has data.batch_size=16"),
     ):
         refused = start(workdir / "killed", "fit", *args, *other, "--ckpt_path=last")
         assert refused.returncode == 1 and said in refused.stderr.strip().splitlines()[-1], refused.stderr[

@@ -8,8 +8,8 @@ import yaml
 from conftest import mlm_args, tiny_args
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-from bert_imdb.classifier import SentimentClassifier
 from bert_imdb.cli import cli_main
+from bert_imdb.models.classifier import SentimentClassifier
 
 
 def test_export_matches_predict_through_a_pipeline(tiny_model, hub_dataset, workdir, best_checkpoint):

@@ -2,6 +2,7 @@
 tests/fixtures/legacy/make.py at commit dc65716 and committed) still test, predict, export and resume."""
 
 import csv
+import importlib
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from conftest import REPO
 from safetensors.torch import load_file
 
+from bert_imdb._legacy import OLD_PATHS
 from bert_imdb.cli import cli_main
 
 LEGACY = REPO / "tests" / "fixtures" / "legacy"
@@ -86,3 +88,15 @@ def test_a_masked_lm_checkpoint_from_before_the_move_validates_exports_and_resum
 
     fit = cli_main(["fit", *mlm, "--ckpt_path=mlm.ckpt", "--trainer.max_epochs=2"])
     assert fit.trainer.current_epoch == 2 and fit.trainer.global_step == 2 * steps
+
+
+@pytest.mark.parametrize(
+    "old_path",
+    [f"{module}.{name}" for module, names in OLD_PATHS.items() for name in names]
+    + ["bert_imdb.data.IMDbDataModule"],
+)
+def test_the_old_class_paths_build_todays_classes(old_path):
+    module, _, name = old_path.rpartition(".")
+    # As jsonargparse resolves a class_path from a config or checkpoint.
+    found = getattr(importlib.import_module(module), name)
+    assert found.__module__.count(".") == 2, f"{old_path} resolves to {found.__module__}, not a subpackage"

@@ -1,0 +1,80 @@
+"""The benchmark's entry point: runs the comparison or measurement the options ask for, and writes its report
+(`<output-dir>/<time>-<mode>.json` and `.md`)."""
+
+import json
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from bert_imdb.bench.hardware import bf16_supported, matmul_peak
+from bert_imdb.bench.options import LEVERS, MLM_LEVERS, RUNS, parse_args
+from bert_imdb.bench.report import config_markdown, header, levers_markdown, machine, markdown
+from bert_imdb.bench.runs import build_bert_base, check_peer_installed, run_child, spawn, summarise
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.run:
+        run_child(args)
+        return
+    argv = sys.argv[1:] if argv is None else argv
+    comparison = args.levers is None and not args.mlm and not args.sync_check and not args.config
+    if comparison:
+        check_peer_installed()
+    print("bench: measuring dense matmul throughput", flush=True)
+    peaks = {"fp32": matmul_peak(torch.float32)}
+    peaks["bf16"] = matmul_peak(torch.bfloat16) if bf16_supported() else float("nan")
+    report = {
+        "machine": machine(),
+        "settings": {
+            k: v for k, v in vars(args).items() if k not in ("run", "result", "lever", "output_dir")
+        },
+        "matmul_peak_gflops": {dtype: flops / 1e9 for dtype, flops in peaks.items()},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        if args.shape == "bert-base":
+            # Built once here; the runs read it as their model (a later --model wins in argparse).
+            model = build_bert_base(args.model, Path(workdir) / "bert-base-random", args.seed)
+            argv = [*argv, "--model", str(model), "--shape", "model"]
+        if args.sync_check:
+            report["sync_check"] = spawn("bert_imdb", argv, Path(workdir))
+        elif args.config:
+            report["runs"] = {"bert_imdb": summarise(spawn("bert_imdb", argv, Path(workdir)), peaks)}
+        elif args.mlm or args.levers is not None:
+            # The first lever is the defaults; --levers NAME ... runs it and those named, --mlm all of its own.
+            levers = MLM_LEVERS if args.mlm else LEVERS
+            first, *others = levers
+            names = [first, *(name for name in others if name in args.levers)] if args.levers else levers
+            report["levers"] = {
+                name: summarise(spawn("bert_imdb", argv, Path(workdir), name), peaks) for name in names
+            }
+        else:
+            report["runs"] = {run: summarise(spawn(run, argv, Path(workdir)), peaks) for run in RUNS}
+    if args.sync_check:
+        table = "\n".join([*header(report), f"Sync check: {report['sync_check']['sync_check']}", ""])
+    elif args.config:
+        table = config_markdown(report)
+    elif not comparison:
+        table = levers_markdown(report)
+    else:
+        peer, ours = report["runs"]["peer"], report["runs"]["bert_imdb"]
+        report["ratios"] = {
+            "speedup": peer["wall_seconds"] / ours["wall_seconds"],
+            "throughput": ours["real_tokens_per_second"] / peer["real_tokens_per_second"],
+            "accuracy_points": 100 * (ours["test_acc"] - peer["test_acc"]),
+        }
+        table = markdown(report)
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    modes = {"sync-check": args.sync_check, "mlm": args.mlm, "levers": args.levers is not None}
+    modes |= {Path(args.config or "").stem: bool(args.config), "quick": args.quick}
+    mode = next((name for name, chosen in modes.items() if chosen), "full")
+    shape = "-bert-base" if args.shape == "bert-base" else ""
+    stem = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{mode}{shape}"
+    (output / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (output / f"{stem}.md").write_text(table)
+    print(table)
+    print(f"bench: wrote {output / stem}.json and .md")

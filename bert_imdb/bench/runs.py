@@ -1,0 +1,230 @@
+"""The two runs the benchmark compares, each in a process of its own: bert_imdb (through its CLI) and the
+peer, the seed recipe on transformers' Trainer."""
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bert_imdb.bench.clock import TrainingClock
+from bert_imdb.bench.hardware import bf16_supported, peak_memory
+from bert_imdb.bench.options import LEVERS, MLM_LEVERS
+from bert_imdb.errors import UserError
+from bert_imdb.models.flops import model_flops
+
+
+def bert_imdb_args(args: argparse.Namespace, workdir: Path) -> list[str]:
+    """The command-line arguments of a bert_imdb run of these settings: the classifier, or with --mlm the
+    masked-LM module on blocks of --max-length tokens."""
+    precision = "bf16-mixed" if bf16_supported() else "32-true"
+    if args.mlm:
+        task = [
+            "--model=bert_imdb.MaskedLanguageModel",
+            "--data=bert_imdb.IMDbPretrainingDataModule",
+            f"--data.max_train_reviews={args.train_samples}",
+            f"--data.val_reviews={args.test_samples}",
+        ]
+    else:
+        task = [
+            f"--data.max_train_samples={args.train_samples}",
+            f"--data.max_val_samples={args.test_samples}",
+            f"--data.max_test_samples={args.test_samples}",
+        ]
+    return [
+        *task,
+        f"--model.model_name_or_path={args.model}",
+        f"--model.learning_rate={args.learning_rate}",
+        f"--data.dataset={args.dataset}",
+        f"--data.max_length={args.max_length}",
+        f"--data.batch_size={args.batch_size}",
+        f"--seed_everything={args.seed}",
+        f"--trainer.precision={precision}",
+        f"--trainer.max_epochs={args.epochs}",
+        f"--trainer.logger.init_args.save_dir={workdir}",
+        "--trainer.enable_progress_bar=false",
+    ]
+
+
+def run_bert_imdb(args: argparse.Namespace, workdir: Path) -> dict:
+    from bert_imdb.cli import cli_main
+
+    common = bert_imdb_args(args, workdir)
+    if args.config:
+        # The config's recipe, on the model and reviews given: only what says where things are is set here.
+        where = [f"--model.model_name_or_path={args.model}", f"--data.dataset={args.dataset}"]
+        common = [f"--config={args.config}", *where, f"--trainer.logger.init_args.save_dir={workdir}"]
+        common += ["--trainer.enable_progress_bar=false", *args.override]
+    steps = [f"--trainer.max_steps={args.lever_steps}"]
+    if args.sync_check:
+        if not torch.cuda.is_available():
+            return {"sync_check": "not run: no CUDA device"}
+        # No validation and no log step inside the checked steps: both read from the device on purpose.
+        quiet = ["--trainer.limit_val_batches=0", f"--trainer.log_every_n_steps={args.lever_steps + 1}"]
+        check = ["--trainer.callbacks+=bert_imdb.bench.clock.SyncCheck"]
+        try:
+            cli_main(["fit", *common, *steps, *quiet, *check])
+        except RuntimeError as err:
+            return {"sync_check": f"failed: {str(err).strip().splitlines()[0]}", "steps": args.lever_steps}
+        return {"sync_check": "passed", "steps": args.lever_steps}
+    if args.lever is not None:
+        # A lever run: the first steps, one validation, no test.
+        levers = MLM_LEVERS if args.mlm else LEVERS
+        common += [*steps, f"--trainer.val_check_interval={args.lever_steps}", *levers[args.lever]]
+    started = time.perf_counter()
+    fit = cli_main(["fit", *common, "--trainer.callbacks+=bert_imdb.bench.clock.TrainingClock"])
+    fitted = time.perf_counter()
+    clock = next(c for c in fit.trainer.callbacks if isinstance(c, TrainingClock))
+    result = {
+        "precision": fit.trainer.precision,
+        "train_seconds": clock.seconds,
+        "real_tokens": clock.real_tokens,
+        "padded_tokens": clock.padded_tokens,
+        "flops": clock.flops,
+        "eval_seconds": clock.eval_seconds,
+        "eval_reviews": clock.eval_reviews,
+        "fit_seconds": fitted - started,
+    }
+    if args.lever is None:
+        test = cli_main(["test", *common, f"--ckpt_path={fit.trainer.checkpoint_callback.best_model_path}"])
+        result["test_acc"] = float(test.trainer.callback_metrics["test/acc"])
+        result["test_seconds"] = time.perf_counter() - fitted
+    return result
+
+
+def build_bert_base(tokenizer_source: str, folder: Path, seed: int) -> Path:
+    """A model folder of bert-base-uncased's dimensions (12 layers, hidden 768, 12 heads, 3,072, 512
+    positions) with random weights and `tokenizer_source`'s tokenizer: the shapes users train, without a
+    download. Speed only: it has learned nothing."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    # BertConfig's defaults are bert-base's dimensions.
+    config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run_peer(args: argparse.Namespace, workdir: Path) -> dict:
+    """The seed recipe: fixed-length padding, transformers' Trainer, evaluation on test every epoch."""
+    import numpy as np
+    from transformers import (
+        AutoModelForSequenceClassification,
+        BertTokenizer,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from bert_imdb.data.imdb import imdb_subsets
+
+    class Clock(TrainerCallback):
+        # Trainer calls on_epoch_end before it evaluates, so epochs time training alone.
+        seconds, since, accuracies = 0.0, 0.0, []
+
+        def on_epoch_begin(self, *_, **__):
+            self.since = time.perf_counter()
+
+        def on_epoch_end(self, *_, **__):
+            self.seconds += time.perf_counter() - self.since
+
+        def on_evaluate(self, *_, metrics, **__):
+            self.accuracies.append(metrics["eval_accuracy"])
+
+    def accuracy(prediction) -> dict:
+        return {"accuracy": float((np.argmax(prediction.predictions, -1) == prediction.label_ids).mean())}
+
+    subsets = imdb_subsets(args.dataset, args.seed, args.train_samples, args.test_samples, args.test_samples)
+    tokenizer = BertTokenizer.from_pretrained(args.model)
+
+    def encode(batch: dict) -> dict:
+        return tokenizer(batch["text"], padding="max_length", truncation=True, max_length=args.max_length)
+
+    train, test = (subsets[s].map(encode, batched=True, remove_columns=["text"]) for s in ("train", "test"))
+    # fp32 weights whatever the checkpoint stores, as transformers 4 (the seed's) loaded them by default.
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2, dtype=torch.float32)
+    bf16 = torch.cuda.is_available() and bf16_supported()  # the seed ran in fp32 on the CPU
+    training_args = TrainingArguments(
+        output_dir=str(workdir),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        eval_strategy="epoch",
+        save_strategy="no",
+        seed=args.seed,
+        bf16=bf16,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    clock = Clock()
+    Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=test,
+        compute_metrics=accuracy,
+        callbacks=[clock],
+    ).train()
+    lengths = torch.tensor([sum(mask) for mask in train["attention_mask"]])
+    return {
+        "precision": "bf16-mixed" if bf16 else "32-true",
+        "train_seconds": clock.seconds,
+        "real_tokens": int(lengths.sum()) * args.epochs,
+        "padded_tokens": len(train) * args.max_length * args.epochs,
+        "flops": model_flops(model, lengths.tolist()) * args.epochs,
+        "test_acc": clock.accuracies[-1],
+        "test_acc_per_epoch": clock.accuracies,
+    }
+
+
+def check_peer_installed() -> None:
+    if importlib.util.find_spec("accelerate") is None:
+        raise UserError(
+            "the peer runs transformers' Trainer, which needs accelerate: pip install -e '.[bench]'"
+        )
+
+
+def run_child(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{args.run}-") as workdir:
+        run = run_peer if args.run == "peer" else run_bert_imdb
+        result = run(args, Path(workdir))
+    result.update(peak_memory())
+    Path(args.result).write_text(json.dumps(result))
+
+
+def spawn(run: str, argv: list[str], workdir: Path, lever: str | None = None) -> dict:
+    name = run if lever is None else f"{run}, {lever}"
+    result = workdir / f"{name}.json"
+    command = [sys.executable, "-m", "bert_imdb.bench", *argv, "--run", run, "--result", str(result)]
+    command += [] if lever is None else ["--lever", lever]
+    # An empty datasets cache: each run loads and tokenizes its reviews, as a first run would. Set before
+    # the child starts: datasets reads HF_DATASETS_CACHE when it is imported.
+    env = {**os.environ, "HF_DATASETS_CACHE": str(workdir / f"{name} cache")}
+    print(f"bench: running {name}", flush=True)
+    start = time.perf_counter()
+    finished = subprocess.run(command, env=env)
+    wall = time.perf_counter() - start
+    if finished.returncode != 0:
+        raise UserError(f"the {name} run failed (exit {finished.returncode}); its output is above")
+    return {"wall_seconds": wall, **json.loads(result.read_text())}
+
+
+def summarise(run: dict, peaks: dict) -> dict:
+    seconds = run["train_seconds"]
+    peak = peaks["bf16" if run["precision"].startswith("bf16") else "fp32"]
+    if run.get("eval_seconds"):
+        run["eval_reviews_per_second"] = run["eval_reviews"] / run["eval_seconds"]
+    run["real_tokens_per_second"] = run["real_tokens"] / seconds
+    run["padding_fraction"] = 1 - run["real_tokens"] / run["padded_tokens"]
+    run["model_flops_per_second"] = run["flops"] / seconds
+    run["mfu"] = run["flops"] / seconds / peak
+    return run

@@ -1,0 +1,30 @@
+"""LastCheckpoint: last.ckpt, what `--ckpt_path last` and preempted jobs resume from, saved only where a
+resume is exact."""
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from bert_imdb.workarounds.checkpoint_at_epoch_end import save_at_epoch_end
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint for last.ckpt: at the end of every epoch, after its validation, and every
+    `every_n_train_steps` steps if set, except after an epoch's last batch, where the epoch's own save
+    follows.
+
+    Lightning 2.6 resumes a checkpoint saved after an epoch's last batch (before its validation) wrongly: it
+    counts the epoch as done without validating it, then starts the next epoch from the saved end of the
+    data, which is at once exhausted, so a whole epoch is never trained (seen: a 48-step run resumed from
+    step 16 of 16 ended at step 32). Checkpoints at the end of an epoch resume exactly
+    (tests/callbacks/test_exact_resume.py), so that is where this one saves instead. With `every_n_train_steps` set,
+    ModelCheckpoint saves at no epoch's end, so the epoch's save is made here, through ModelCheckpoint's own save
+    (workarounds/checkpoint_at_epoch_end.py).
+    """
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.is_last_batch:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self.every_n_epochs == 0:
+            save_at_epoch_end(self, trainer)

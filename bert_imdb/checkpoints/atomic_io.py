@@ -1,0 +1,33 @@
+"""Checkpoint files that are whole or absent, whatever moment a job is killed at."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to `<name>.partial` beside its target, syncs it to disk, then renames it over
+    the target. A rename within one folder is atomic, so a job killed at any moment (preemption, OOM
+    killer, SIGKILL) leaves the previous `last.ckpt` or the new one, never a torn file.
+
+    Written by hand because Lightning's own save stages the file in the system temp folder through an
+    fsspec transaction and then moves it: where that folder is on another filesystem than the
+    checkpoints (local /tmp, checkpoints on NFS or Lustre, as on most clusters) the move is a copy.
+    Remote paths (s3://, gs://, ...) keep Lightning's save.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        with partial.open("wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, target)

@@ -1,0 +1,156 @@
+"""Reading IMDb: from a Hub id, a local folder laid out like the Hub repository, or an extracted aclImdb/,
+with its splits and labels checked, and the subsets a run trains, validates and tests on."""
+
+import hashlib
+from pathlib import Path
+
+import datasets
+from datasets import ClassLabel, Dataset, DatasetDict, Value, concatenate_datasets, load_dataset
+from datasets.exceptions import DatasetNotFoundError
+
+from bert_imdb.errors import UserError
+from bert_imdb.sources import looks_like_path
+
+# IMDb's labels, in the order of their ids: the classifier's id2label comes from here.
+LABEL_NAMES = ["neg", "pos"]
+
+
+ACL_IMDB_LABELS = {"neg": 0, "pos": 1, "unsup": -1}  # -1: unlabelled, as in stanfordnlp/imdb
+
+
+def _read_acl_imdb(files: list[str]):
+    for file in files:
+        yield {
+            "text": Path(file).read_text(encoding="utf-8"),
+            "label": ACL_IMDB_LABELS[Path(file).parent.name],
+        }
+
+
+def _acl_imdb_root(path: Path) -> Path | None:
+    """The folder holding train/ and test/ of the original Stanford distribution, if `path` is one."""
+    for root in (path, path / "aclImdb"):
+        if any((root / split / "pos").is_dir() for split in ("train", "test")):
+            return root
+    return None
+
+
+def _load_acl_imdb(root: Path) -> DatasetDict:
+    # The Stanford layout has one file per review, which no `datasets` builder reads with its label, so a
+    # generator does. The file list is part of the fingerprint: adding or removing reviews rebuilds the cache.
+    folders = {
+        "train": ("train", ["neg", "pos"]),
+        "test": ("test", ["neg", "pos"]),
+        "unsupervised": ("train", ["unsup"]),
+    }
+    splits = {}
+    for split, (folder, labels) in folders.items():
+        files = sorted(str(f) for label in labels for f in (root / folder / label).glob("*.txt"))
+        if files:
+            splits[split] = Dataset.from_generator(_read_acl_imdb, gen_kwargs={"files": files}, split=split)
+    return DatasetDict(splits)
+
+
+def _local_cache_dir(folder: Path) -> str:
+    """A datasets cache folder of a local dataset folder's own, named after its files (paths, sizes and
+    modification times). datasets names the cache of a local folder after the folder's name and its
+    README's configs only (seen with datasets 5.2): two folders both called imdb with the same README (a
+    copy of stanfordnlp/imdb and a smaller one for tests, say) would share a cache, and the second would
+    silently load the first's reviews."""
+    files = sorted(p for p in folder.resolve().rglob("*") if p.is_file())
+    listing = "\n".join(f"{p} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in files)
+    digest = hashlib.sha256(listing.encode()).hexdigest()[:16]
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "bert_imdb-local" / f"{folder.name}-{digest}")
+
+
+def _load_splits(dataset: str, needed: tuple[str, ...]) -> DatasetDict:
+    """The splits of IMDb from a Hub id, a local Hub-layout folder or an extracted aclImdb/."""
+    path = Path(dataset).expanduser()
+    acl_root = _acl_imdb_root(path) if path.is_dir() else None
+    if acl_root is not None:
+        data = _load_acl_imdb(acl_root)
+    elif not path.exists() and looks_like_path(dataset):
+        raise UserError(f"dataset path {dataset} does not exist: check data.dataset, or use stanfordnlp/imdb")
+    else:
+        try:
+            data = load_dataset(dataset, cache_dir=_local_cache_dir(path) if path.is_dir() else None)
+        except (DatasetNotFoundError, FileNotFoundError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0]
+            raise UserError(
+                f"cannot load dataset {dataset!r} ({reason}); point data.dataset at a folder with "
+                "train/test data files (Hub layout) or an extracted aclImdb/"
+            ) from err
+    missing = [split for split in needed if split not in data]
+    if missing:
+        raise UserError(
+            f"dataset {dataset} has no {' or '.join(missing)} split (found: {', '.join(data) or 'none'}); "
+            "it needs train and test data, laid out like stanfordnlp/imdb or aclImdb/"
+        )
+    return data
+
+
+def load_imdb(dataset: str) -> DatasetDict:
+    """Train and test splits of IMDb, with labels checked and cast to ClassLabel(neg, pos)."""
+    data = _load_splits(dataset, ("train", "test"))
+    return DatasetDict({split: _checked_split(data[split], split, dataset) for split in ("train", "test")})
+
+
+def load_imdb_text(dataset: str) -> Dataset:
+    """The review texts of the train and (where there is one) unsupervised splits, for pre-training.
+
+    Never the test split: a model pre-trained on test reviews would be evaluated on text it has seen.
+    """
+    data = _load_splits(dataset, ("train",))
+    splits = [data[split] for split in ("train", "unsupervised") if split in data]
+    if any("text" not in split.column_names for split in splits):
+        raise UserError(f"dataset {dataset} has no text column: rename the review column to text")
+    return concatenate_datasets([split.select_columns("text") for split in splits])
+
+
+def _checked_split(data: Dataset, split: str, source: str) -> Dataset:
+    """Check the columns and labels of one split; labels become ClassLabel(neg, pos)."""
+    missing = [column for column in ("text", "label") if column not in data.column_names]
+    if missing:
+        raise UserError(
+            f"the {split} split of {source} has no {' or '.join(missing)} column "
+            f"(columns: {', '.join(data.column_names)}): rename its columns to text and label"
+        )
+    feature, labels = data.features["label"], set(data.unique("label"))
+    if labels <= {0, 1}:
+        if isinstance(feature, ClassLabel) and feature.names == LABEL_NAMES:
+            return data
+        if isinstance(feature, ClassLabel):
+            data = data.cast_column("label", Value("int64"))
+        return data.cast_column("label", ClassLabel(names=LABEL_NAMES))
+    if labels <= set(LABEL_NAMES):
+        return data.cast_column("label", ClassLabel(names=LABEL_NAMES))
+    shown = ", ".join(sorted(map(str, labels))[:5])
+    raise UserError(f"the {split} split of {source} has labels {shown}: IMDb labels must be 0/1 or neg/pos")
+
+
+def _take(data: Dataset, limit: int | None, split: str, limit_key: str) -> Dataset:
+    if limit is not None:
+        data = data.select(range(min(limit, len(data))))
+    if len(data) == 0:
+        raise UserError(
+            f"the {split} split is empty after data.{limit_key}={limit}: raise it, or leave it unset"
+        )
+    return data
+
+
+def imdb_subsets(
+    dataset: str,
+    seed: int,
+    max_train: int | None = None,
+    max_val: int | None = None,
+    max_test: int | None = None,
+    val_fraction: float = 0.1,
+) -> dict[str, Dataset]:
+    """The reviews a run uses: a stratified, seeded `val_fraction` of train held out for validation,
+    the first `max_*` of each part (of a seeded shuffle, for test). The benchmark's peer uses it too."""
+    imdb = load_imdb(dataset)
+    held_out = imdb["train"].train_test_split(test_size=val_fraction, seed=seed, stratify_by_column="label")
+    return {
+        "train": _take(held_out["train"], max_train, "train", "max_train_samples"),
+        "val": _take(held_out["test"], max_val, "validation", "max_val_samples"),
+        "test": _take(imdb["test"].shuffle(seed=seed), max_test, "test", "max_test_samples"),
+    }

@@ -1,0 +1,228 @@
+"""IMDbDataModule: IMDb reviews tokenized once, in length-grouped training batches and sorted evaluation
+batches, for training, validation, test and predict."""
+
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import torch
+from datasets import Dataset
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from bert_imdb.data.collate import CollateWithStrings
+from bert_imdb.data.imdb import imdb_subsets
+from bert_imdb.data.review_files import ReviewStream, scan_reviews
+from bert_imdb.data.samplers import EvaluationSampler, LengthGroupedSampler, token_lengths
+from bert_imdb.data.truncation import TRUNCATIONS, tokenize
+from bert_imdb.errors import UserError
+from bert_imdb.models.pretrained import check_max_length, load_tokenizer
+
+# data.pad_to_multiple_of "auto" on accelerators: few shapes (8 at max_length 512), little padding.
+ACCELERATOR_PAD_MULTIPLE = 64
+
+
+class IMDbDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        dataset: str = "stanfordnlp/imdb",
+        tokenizer_name_or_path: str = "bert-base-uncased",
+        max_length: int = 512,
+        truncation: Literal["head", "tail", "head+tail"] = "head+tail",
+        pad_to_multiple_of: int | Literal["auto"] | None = "auto",
+        batch_size: int = 32,
+        max_tokens: int | None = None,
+        group_by_length: bool = True,
+        eval_batch_size: int = 64,
+        val_fraction: float = 0.1,
+        max_train_samples: int | None = None,
+        max_val_samples: int | None = None,
+        max_test_samples: int | None = None,
+        predict_file: str | None = None,
+        num_workers: int = 0,
+        num_proc: int | None = None,
+        seed: int = 42,
+    ):
+        """IMDb movie reviews for sentiment classification.
+
+        Args:
+            dataset: Hub id, local folder laid out like stanfordnlp/imdb, or an extracted aclImdb/ folder.
+            tokenizer_name_or_path: Tokenizer to use; linked to model.model_name_or_path by the CLI.
+            max_length: Reviews are truncated to this many tokens (special tokens included).
+            truncation: Which tokens of a longer review to keep: its first, its last, or both ("head+tail":
+                the first quarter of max_length and the end, the most accurate on IMDb). A pipeline on an
+                exported model truncates at the head: predict with "head" to match it exactly.
+            pad_to_multiple_of: Pad each batch to a multiple of this many tokens (at most max_length), so
+                batches come in few shapes; "auto": 64 on accelerators (kernels, the caching allocator and
+                compiled graphs are then reused: at max_length 512, 8 lengths), none on CPUs (an AVX2 CPU
+                trained 5% slower padded to 8; an AMX one as fast padded to 64, with less memory:
+                benchmarks/results/README.md); null: none.
+            batch_size: Training reviews per batch (per device).
+            max_tokens: Instead of batch_size reviews, training batches of as many reviews as fit in this
+                many padded tokens (per device): short reviews come in large batches. Needs
+                group_by_length; at least max_length.
+            group_by_length: Put reviews of similar length in the same training batch (shuffled batches),
+                so little of each batch is padding. Evaluation always runs longest reviews first.
+            eval_batch_size: Validation, test and predict reviews per batch (per device).
+            val_fraction: Share of the train split held out for validation; test never picks checkpoints.
+            max_train_samples: Train on the first N reviews of the seeded shuffle (all when unset).
+            max_val_samples: Validate on the first N held-out reviews (all when unset).
+            max_test_samples: Test on the first N reviews of the seeded shuffle of the test split.
+            predict_file: Reviews for `predict`: .txt (one per line), .csv or .jsonl with a text column.
+            num_workers: DataLoader worker processes.
+            num_proc: Processes that tokenize (datasets.map); one is enough unless the machine has cores
+                to spare: the tokenizer is already fast.
+            seed: Seed of the shuffles that pick subsets; linked to seed_everything by the CLI.
+        """
+        super().__init__()
+        if not 0 < val_fraction < 1:
+            raise UserError(f"data.val_fraction={val_fraction} must lie between 0 and 1, e.g. 0.1")
+        if truncation not in TRUNCATIONS:
+            raise UserError(f"data.truncation={truncation!r} is unknown: use one of {', '.join(TRUNCATIONS)}")
+        if isinstance(pad_to_multiple_of, int) and pad_to_multiple_of < 1:
+            raise UserError(f"data.pad_to_multiple_of={pad_to_multiple_of} must be at least 1, e.g. 64")
+        if max_tokens is not None and not group_by_length:
+            raise UserError(
+                "data.max_tokens batches reviews by length: set data.group_by_length true, or unset it"
+            )
+        if max_tokens is not None and max_tokens < max_length:
+            raise UserError(
+                f"data.max_tokens={max_tokens} cannot hold one review of data.max_length={max_length} tokens: "
+                f"raise it to at least {max_length}"
+            )
+        check_max_length(tokenizer_name_or_path, max_length)
+        self.save_hyperparameters()
+        # A predict file of fewer batches than processes leaves some with none; they still take part.
+        self.allow_zero_length_dataloader_with_multiple_devices = True
+        self.tokenizer = load_tokenizer(tokenizer_name_or_path)
+        self.collate = CollateWithStrings(self.tokenizer, max_length)
+        self.datasets: dict[str, Dataset] = {}
+
+    def _tokenized_splits(self, names: list[str]) -> dict[str, Dataset]:
+        hp = self.hparams
+        subsets = imdb_subsets(
+            hp.dataset,
+            hp.seed,
+            hp.max_train_samples,
+            hp.max_val_samples,
+            hp.max_test_samples,
+            hp.val_fraction,
+        )
+        return {
+            name: subsets[name]
+            .map(
+                tokenize,
+                batched=True,
+                fn_kwargs={
+                    "tokenizer": self.tokenizer,
+                    "max_length": hp.max_length,
+                    "truncation": hp.truncation,
+                },
+                # Evaluation keeps the text, to show the most confidently wrong reviews in TensorBoard.
+                remove_columns=["text"] if name == "train" else [],
+                desc=f"Tokenizing {name}",
+                num_proc=hp.num_proc,
+            )
+            .rename_column("label", "labels")
+            for name in names
+        }
+
+    def prepare_data(self) -> None:
+        # Once per node, before setup: fills the datasets cache (all three splits, so a later `test` finds
+        # its split ready), which setup then only reads. `predict` reads its own file and needs none of them.
+        if self.trainer is not None and self.trainer.state.fn == "predict":
+            return
+        self._tokenized_splits(["train", "val", "test"])
+
+    def setup(self, stage: str) -> None:
+        if stage == "predict":
+            if self.hparams.predict_file is None:
+                raise UserError("predict needs reviews: pass --data.predict_file <file.txt|.csv|.jsonl>")
+            path = self.hparams.predict_file
+            reviews, empty = scan_reviews(path)
+            skipped = f" ({empty} empty line{'s' * (empty != 1)} skipped)" if empty else ""
+            rank_zero_info(f"Predicting {reviews} reviews from {path}{skipped}")
+            self.datasets["predict"] = ReviewStream(
+                path,
+                reviews,
+                self.tokenizer,
+                self.hparams.max_length,
+                self.hparams.eval_batch_size,
+                truncation=self.hparams.truncation,
+                rank=self.trainer.global_rank if self.trainer else 0,
+                world_size=self.trainer.world_size if self.trainer else 1,
+                workers=self.hparams.num_workers,
+            )
+        else:
+            splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}[stage]
+            for name, data in self._tokenized_splits(splits).items():
+                if name != "train":
+                    # Longest first: batches of similar length pad little, and running out of memory
+                    # shows on the first batch. Metrics do not depend on the order.
+                    data = data.select(np.argsort(-token_lengths(data), kind="stable"))
+                self.datasets[name] = data
+
+    def _device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def pad_multiple(self) -> int | None:
+        """data.pad_to_multiple_of, with "auto" resolved for the device the run trains on."""
+        multiple = self.hparams.pad_to_multiple_of
+        if multiple == "auto":
+            return None if self._device().type == "cpu" else ACCELERATOR_PAD_MULTIPLE
+        return multiple
+
+    def _loader(self, split: str, batch_size: int | None, shuffle: bool = False, sampler=None) -> DataLoader:
+        # Stateful: Lightning saves how far through the epoch it is, so a run resumed from a mid-epoch
+        # checkpoint goes on with the batches it had not seen, in the same order.
+        self.collate.multiple = self.pad_multiple()
+        return StatefulDataLoader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+            # Page-locked batches copy to a GPU without the host waiting for the copy.
+            pin_memory=self._device().type == "cuda",
+        )
+
+    def state_dict(self) -> dict:
+        # Kept in checkpoints by Lightning: export writes the sizes into the model card.
+        return {split: len(self.datasets[split]) for split in ("train", "val") if split in self.datasets}
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        if not hp.group_by_length:
+            return self._loader("train", hp.batch_size, shuffle=True)
+        sampler = LengthGroupedSampler(
+            token_lengths(self.datasets["train"]),
+            hp.batch_size,
+            num_replicas=self.trainer.world_size if self.trainer else 1,
+            rank=self.trainer.global_rank if self.trainer else 0,
+            seed=hp.seed,
+            max_tokens=hp.max_tokens,
+            pad_to_multiple_of=self.pad_multiple(),
+            max_length=hp.max_length,
+        )
+        # The sampler hands out whole batches (of varying size, with max_tokens).
+        return self._loader("train", None, sampler=sampler)
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        sampler = EvaluationSampler(
+            len(self.datasets[split]),
+            num_replicas=self.trainer.world_size if self.trainer else 1,
+            rank=self.trainer.global_rank if self.trainer else 0,
+        )
+        return self._loader(split, self.hparams.eval_batch_size, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._evaluation_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._evaluation_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", self.hparams.eval_batch_size)

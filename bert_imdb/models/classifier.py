@@ -1,0 +1,207 @@
+"""SentimentClassifier: a Hugging Face BERT with a two-class head, fine-tuned on IMDb reviews."""
+
+from typing import ClassVar, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryConfusionMatrix,
+    BinaryF1Score,
+    BinaryPrecisionRecallCurve,
+)
+from transformers import AutoModelForSequenceClassification
+
+from bert_imdb.data.collate import LENGTHS
+from bert_imdb.data.imdb import LABEL_NAMES
+from bert_imdb.models.compilation import compile_in_place
+from bert_imdb.models.inputs import model_inputs
+from bert_imdb.models.optimizer import adamw_with_linear_warmup, check_warmup_ratio
+from bert_imdb.models.pretrained import attention_settings, from_pretrained
+from bert_imdb.reporting.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table, pr_counts
+from bert_imdb.reporting.hparams import hyperparameters, log_hparams
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+class SentimentClassifier(L.LightningModule):
+    # What the CLI's ModelCheckpoint keeps the best of, unless told otherwise.
+    checkpoint_metric = ("val/acc", "max")
+    # What an export's model card shows: the validation that scored the weights, and a test of them.
+    card_metrics: ClassVar[dict[str, tuple[str, ...]]] = {
+        "validation": ("val/acc", "val/f1", "val/loss"),
+        "test": ("hp/test_acc", "hp/test_f1"),
+    }
+
+    def __init__(
+        self,
+        model_name_or_path: str = "bert-base-uncased",
+        learning_rate: float = 2e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        attention_dropout: float | None = 0.0,
+        attn_implementation: Literal["sdpa", "eager"] = "sdpa",
+        compile: bool | Literal["reduce-overhead"] = False,
+    ):
+        """BERT fine-tuned for IMDb sentiment (neg/pos).
+
+        Args:
+            model_name_or_path: Hub id or local folder of a pre-trained encoder; the tokenizer follows it.
+            learning_rate: Peak AdamW learning rate, reached after warmup and decayed linearly to zero.
+            weight_decay: AdamW weight decay, applied to all weights but biases and LayerNorm.
+            warmup_ratio: Share of all optimizer steps spent warming the learning rate up from zero.
+            attention_dropout: Dropout on attention weights while training; null keeps the model's own
+                (0.1 for BERT). At 0, PyTorch's fused attention kernel runs instead of an explicit
+                attention matrix and its dropout mask: training steps 1.6x faster on CPU
+                (benchmarks/results/README.md).
+            attn_implementation: "sdpa", PyTorch's fused scaled_dot_product_attention, or "eager",
+                transformers' reference implementation (slower; benchmarks/results/README.md).
+            compile: torch.compile the model: true, with dynamic shapes so batches of new lengths do not
+                recompile; "reduce-overhead", with CUDA graphs (one captured per batch shape, which
+                data.pad_to_multiple_of keeps few on GPUs; on CPUs it compiles without them). Checkpoints
+                keep the plain parameter names.
+        """
+        super().__init__()
+        check_warmup_ratio(warmup_ratio)
+        self.save_hyperparameters()
+        self.model = from_pretrained(
+            AutoModelForSequenceClassification,
+            model_name_or_path,
+            num_labels=len(LABEL_NAMES),
+            id2label=dict(enumerate(LABEL_NAMES)),
+            label2id={name: i for i, name in enumerate(LABEL_NAMES)},
+            # Full precision weights: mixed precision is the Trainer's job (`trainer.precision`).
+            dtype=torch.float32,
+            **attention_settings(attention_dropout, attn_implementation),
+        )
+        # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
+        self.model.train()
+        if compile:
+            compile_in_place(self.model, compile)
+        scores = MetricCollection({"acc": BinaryAccuracy(), "f1": BinaryF1Score()})
+        plots = MetricCollection(
+            {
+                "confusion_matrix": BinaryConfusionMatrix(),
+                "pr_curve": BinaryPrecisionRecallCurve(thresholds=200),
+            }
+        )
+        splits = ("val", "test")
+        self.scores = nn.ModuleDict({split: scores.clone(prefix=f"{split}/") for split in splits})
+        # The mean loss over an evaluation's reviews (all processes'), not over its batch means.
+        self.losses = nn.ModuleDict({split: MeanMetric() for split in splits})
+        self.plots = nn.ModuleDict({split: plots.clone() for split in splits})
+        self.wrong = {split: ConfidentlyWrong() for split in splits}
+        self._loaded_step: int | None = None
+
+    def _run(self, batch: dict):
+        """The Hugging Face model on a batch, without the ids, texts and lengths that ride along with it."""
+        return self.model(**model_inputs(batch, MODEL_INPUTS, self.hparams.attn_implementation))
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self._run(batch).logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        # Nothing here waits for the device: the loss is logged as this process's (every log_every_n_steps
+        # steps, when Lightning reads it), without an all-reduce per step or a progress-bar read per step;
+        # throughput and padding are counted on the host (TokenThroughputMonitor).
+        loss = self._run(batch).loss
+        self.log("train/loss", loss, batch_size=len(batch[LENGTHS]))
+        return loss
+
+    def _evaluate(self, batch: dict, split: str) -> None:
+        # Updates only: nothing here waits for the device or talks to other processes, which may hold a
+        # different number of batches (none, with fewer reviews than processes).
+        output = self._run(batch)
+        pos, labels = output.logits.float().softmax(-1)[:, 1], batch["labels"]
+        self.scores[split].update(pos, labels)
+        self.plots[split].update(pos, labels)
+        self.losses[split].update(output.loss, weight=torch.full_like(output.loss, len(labels)))
+        self.wrong[split].update(pos, labels, batch["text"])
+
+    def _end_evaluation(self, split: str) -> None:
+        """Metrics of the whole evaluation over all processes; on rank 0, its figures, PR curve and most
+        confidently wrong reviews in TensorBoard. Every process runs it: the metrics sync here, once."""
+        self.log_dict(self.scores[split])
+        self.log(f"{split}/loss", self.losses[split])
+        if self.trainer.sanity_checking:
+            return
+        values = {name: metric.compute() for name, metric in self.plots[split].items()}
+        counts, wrong = pr_counts(self.plots[split]["pr_curve"]), self.wrong[split].top()
+        if not (self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger)):
+            return
+        writer, step = self.logger.experiment, self._weights_step()
+        for name, metric in self.plots[split].items():
+            # Drawn only here, where it is logged; add_figure closes it, so none is left open.
+            writer.add_figure(f"{split}/{name}", metric.plot(values[name])[0], step)
+        # A tag of its own: TensorBoard gives a tag to one plugin only, so sharing the image's tag left the PR
+        # CURVES tab empty and the image unshown.
+        add_pr_curve(writer, f"{split}/precision_recall", counts, step)
+        writer.add_text(f"{split}/confidently_wrong", confidently_wrong_table(wrong), step)
+
+    def _log_hparams_with_final_scores(self, split: str) -> None:
+        """Fill TensorBoard's HPARAMS tab: the run's hyperparameters next to its final `hp/<split>_acc` and
+        `hp/<split>_f1`, logged at the step of the weights they score (the tested checkpoint's, for test)."""
+        if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
+            found = self.trainer.callback_metrics
+            scores = {
+                f"hp/{split}_{s}": float(found.get(f"{split}/{s}", float("nan"))) for s in ("acc", "f1")
+            }
+            log_hparams(self.logger.experiment, hyperparameters(self.trainer), scores, self._weights_step())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._loaded_step = checkpoint.get("global_step")
+
+    def _weights_step(self) -> int:
+        """The training step of the weights being evaluated: while fitting, the current one; evaluating a
+        checkpoint, its own (Lightning restores no training progress then, so global_step reads 0)."""
+        if self.trainer.state.fn == "fit" or self._loaded_step is None:
+            return self.global_step
+        return self._loaded_step
+
+    def _start_epoch(self, split: str) -> None:
+        # Reset here, not at the end of the last epoch: a reset under `validate`'s inference mode would leave
+        # inference tensors that the next update, under `fit`'s no_grad validation, may not modify.
+        for metrics in (self.scores, self.losses, self.plots):
+            metrics[split].reset()
+        self.wrong[split].reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_epoch("val")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_evaluation("val")
+
+    def on_fit_end(self) -> None:
+        self._log_hparams_with_final_scores("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_epoch("test")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._end_evaluation("test")
+
+    def on_test_end(self) -> None:
+        self._log_hparams_with_final_scores("test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        probabilities = self(batch).float().softmax(-1)
+        confidence, label = probabilities.max(-1)
+        return {
+            "index": batch["index"],
+            "id": batch["id"],
+            "label": [LABEL_NAMES[i] for i in label.tolist()],
+            "probability": confidence.tolist(),
+            "pos_probability": probabilities[:, LABEL_NAMES.index("pos")].tolist(),
+        }
+
+    def configure_optimizers(self):
+        return adamw_with_linear_warmup(self)

@@ -1,0 +1,34 @@
+"""TensorBoard's HPARAMS tab: one row per run, holding its real hyperparameters and both final accuracies."""
+
+from torch.utils.tensorboard.summary import hparams
+
+from bert_imdb.workarounds.tensorboard_file_writer import file_writer
+
+# Declared by every run's summary, whichever are logged at the time: a run's fit and its test then fill
+# one row with all of them side by side.
+HP_METRICS = ("hp/val_acc", "hp/val_f1", "hp/test_acc", "hp/test_f1")
+# The Trainer settings that change what a run learns.
+TRAINER_HYPERPARAMETERS = ("precision", "max_epochs", "max_steps", "accumulate_grad_batches", "world_size")
+
+
+def hyperparameters(trainer) -> dict:
+    """The run's model, data and trainer hyperparameters, without LightningCLI's own entries (`_class_path`,
+    `_instantiator`), which describe how it was built, not what it learned with."""
+    model = trainer.lightning_module.hparams
+    data = trainer.datamodule.hparams if trainer.datamodule is not None else {}
+    found = {f"model.{k}": v for k, v in model.items()} | {f"data.{k}": v for k, v in data.items()}
+    found |= {f"trainer.{k}": getattr(trainer, k) for k in TRAINER_HYPERPARAMETERS}
+    return {
+        k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in found.items() if "._" not in k
+    }
+
+
+def log_hparams(writer, params: dict, metrics: dict[str, float], step: int) -> None:
+    """Final metrics as scalars at `step` (the step of the weights they measure), and the HPARAMS summaries
+    that tie the run's hyperparameters to all of HP_METRICS (torch's `hparams` reads only their names here;
+    TensorBoard shows the scalars)."""
+    for name, value in metrics.items():
+        writer.add_scalar(name, value, step)
+    events = file_writer(writer)  # as Lightning's TensorBoardLogger writes them
+    for summary in hparams(params, dict.fromkeys(HP_METRICS, 0.0)):
+        events.add_summary(summary, step)

@@ -1,0 +1,149 @@
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from bert_imdb.bench.cli import main
+from bert_imdb.bench.options import MLM_LEVERS
+from bert_imdb.models.masked_lm import MaskedLanguageModel
+
+TINY = ["--train-samples", "32", "--test-samples", "16", "--epochs", "2", "--max-length", "64"]
+
+
+def test_bench_runs_both_recipes_on_the_same_reviews_and_reports_them(tiny_model, hub_dataset, workdir):
+    results = workdir / "results"
+    cache = Path(os.environ["HF_DATASETS_CACHE"])
+    cached_before = set(cache.rglob("*"))
+    main([*TINY, "--model", tiny_model, "--dataset", hub_dataset, "--output-dir", str(results)])
+    # Each run loaded and tokenized into an empty cache of its own, not into this session's.
+    assert set(cache.rglob("*")) == cached_before
+    [report_file] = results.glob("*.json")
+    report = json.loads(report_file.read_text())
+    peer, ours = report["runs"]["peer"], report["runs"]["bert_imdb"]
+    # Same reviews, same epochs: the same real tokens, whatever the padding and truncation; and so the
+    # same model FLOPs, counted by each run its own way (bert_imdb per batch, the peer over its dataset).
+    assert peer["real_tokens"] == ours["real_tokens"]
+    assert peer["flops"] == ours["flops"]
+    assert peer["padded_tokens"] == 32 * 64 * 2  # every review padded to max length, twice
+    assert ours["padded_tokens"] < peer["padded_tokens"]  # grouped batches, padded to their longest
+    assert len(peer["test_acc_per_epoch"]) == 2  # the seed recipe evaluates on test every epoch
+    table = report_file.with_suffix(".md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| test accuracy |"))
+    assert row.split("|")[2:4] == [f" {peer['test_acc']:.3f} ", f" {ours['test_acc']:.3f} "]
+
+
+def test_bench_levers_mode_measures_defaults_and_the_levers_named(tiny_model, hub_dataset, workdir):
+    results = workdir / "results"
+    args = [*TINY, "--model", tiny_model, "--dataset", hub_dataset, "--output-dir", str(results)]
+    main([*args, "--levers", "random batches", "fp32", "--lever-steps", "3"])
+    [report_file] = results.glob("*-levers.json")
+    levers = json.loads(report_file.read_text())["levers"]
+    assert list(levers) == ["defaults", "random batches", "fp32"]
+    for run in levers.values():
+        assert run["eval_reviews"] == 16  # one validation, all of it
+    # Precision changes how the batches are computed, not which: the same tokens.
+    assert levers["fp32"]["real_tokens"] == levers["defaults"]["real_tokens"]
+    assert levers["fp32"]["precision"] == "32-true"
+    # The same reviews in other batches: random batches pad more.
+    assert levers["random batches"]["padding_fraction"] > levers["defaults"]["padding_fraction"]
+    assert "| random batches |" in report_file.with_suffix(".md").read_text()
+
+
+def test_profile_step_times_each_attention_setting_and_the_optimizer(tiny_model, hub_dataset, workdir):
+    args = [
+        "--model",
+        tiny_model,
+        "--dataset",
+        hub_dataset,
+        "--length",
+        "16",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+    ]
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "profile_step.py"), *args, "--matmul-size", "64"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    timed = re.findall(r"^  (.+): [\d,.]+ ms$", done.stdout, re.MULTILINE)
+    settings = [
+        "sdpa, attention dropout 0.1",
+        "sdpa, attention dropout 0 (fused kernel)",
+        "eager, attention dropout 0",
+    ]
+    assert timed[:3] == settings and timed[-2:] == ["foreach", "fused"]
+    assert "on 8x16 tokens" in done.stdout  # the batch it was asked for, without padding
+
+
+def test_profile_step_times_a_masked_lm_step_under_each_head_and_attention(tiny_model, hub_dataset, workdir):
+    args = ["--model", tiny_model, "--dataset", hub_dataset, "--mlm", "--length", "16", "--batch-size", "4"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "profile_step.py"),
+            *args,
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    timed = re.findall(r"^  (.+): [\d,.]+ ms$", done.stdout, re.MULTILINE)
+    # fp32, and bf16 where the machine computes in it
+    assert len(timed) in (3, 6) and timed == [
+        "head on every position, sdpa, attention dropout 0.1",
+        "head on scored positions, sdpa, attention dropout 0",
+        "head on scored positions, eager (configs/mlm.yaml)",
+    ] * (len(timed) // 3)
+    assert "masked-LM training step" in done.stdout and "on 4x16 tokens" in done.stdout
+
+
+def test_profile_steps_masked_lm_settings_build_what_their_rows_say(tiny_model):
+    spec = importlib.util.spec_from_file_location("profile_step", REPO / "benchmarks" / "profile_step.py")
+    profile_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile_step)
+    for name, settings in profile_step.MLM_SETTINGS:
+        module = MaskedLanguageModel(tiny_model, **settings)
+        config = module.model.config
+        assert config._attn_implementation == ("eager" if "eager" in name else "sdpa"), name
+        assert config.attention_probs_dropout_prob == (0.1 if "dropout 0.1" in name else 0.0), name
+        assert module._scored_only == ("scored positions" in name), name
+
+
+@pytest.mark.slow
+def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(tiny_model, hub_dataset, workdir):
+    # As a GPU machine gets them: the model in fp16 and the reviews packed (benchmarks/payload.py).
+    pack = [sys.executable, str(REPO / "benchmarks" / "payload.py"), "pack", "payload"]
+    subprocess.run([*pack, "--model", tiny_model, "--dataset", hub_dataset], cwd=workdir, check=True)
+    results = workdir / "results"
+    done = subprocess.run(
+        [str(REPO / "benchmarks" / "gpu.sh"), str(results), "payload/model", "payload/imdb"],
+        cwd=workdir,
+        env={**os.environ, "GPU_SH_QUICK": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = (results / "summary.txt").read_text().splitlines()
+    parts = ["e sync check", "a seed recipe", "b bert-base shapes", "c full IMDb", "d MLM"]
+    assert [line.split(":")[0] for line in summary[1:]] == parts, summary
+    assert all(": done in " in line for line in summary[1:]), "\n".join(summary) + done.stdout[-3000:]
+    reports = {path.stem.split("-", 2)[2]: json.loads(path.read_text()) for path in results.glob("*.json")}
+    assert reports["sync-check"]["sync_check"]["sync_check"] == "not run: no CUDA device"
+    assert set(reports["full"]["runs"]) == set(reports["full-bert-base"]["runs"]) == {"peer", "bert_imdb"}
+    assert reports["full-bert-base"]["settings"]["shape"] == "bert-base"
+    assert set(reports["mlm"]["levers"]) == set(MLM_LEVERS)
+    assert reports["full-minilm"]["runs"]["bert_imdb"]["eval_reviews"] == 16  # the overrides reached the run
+    assert "test_acc" in reports["full-minilm"]["runs"]["bert_imdb"]

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+from conftest import IMDB_FEATURES, make_rows, write_hub_layout
+from datasets import Dataset
+
+from bert_imdb.data.imdb import load_imdb
+from bert_imdb.errors import UserError
+
+
+def test_acl_imdb_folder_loads_with_its_labels(acl_imdb):
+    data = load_imdb(acl_imdb)
+    assert {split: len(data[split]) for split in data} == {"train": 60, "test": 20}
+    assert data["train"].features["label"].names == ["neg", "pos"]
+    folder = Path(acl_imdb) / "train" / "pos"
+    texts = {f.read_text() for f in folder.glob("*.txt")}
+    assert {row["text"] for row in data["train"] if row["label"] == 1} == texts
+    # Also found when given the folder that contains aclImdb/.
+    assert len(load_imdb(str(Path(acl_imdb).parent))["test"]) == 20
+
+
+def test_string_labels_neg_pos_are_accepted(tmp_path):
+    for split in ("train", "test"):
+        rows = [{"text": r["text"], "label": ["neg", "pos"][r["label"]]} for r in make_rows(10, 0)]
+        Dataset.from_list(rows).to_json(str(tmp_path / f"{split}.jsonl"))
+    data = load_imdb(str(tmp_path))
+    assert data["train"].features["label"].names == ["neg", "pos"]
+    assert data["train"]["label"] == [r["label"] for r in make_rows(10, 0)]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"review": "good", "label": 1}], "has no text column"),
+        ([{"text": "good", "label": 3}, {"text": "bad", "label": 0}], "labels must be 0/1 or neg/pos"),
+        ([{"text": "good", "label": "great"}], "labels must be 0/1 or neg/pos"),
+    ],
+)
+def test_bad_columns_and_labels_are_named(tmp_path, rows, message):
+    for split in ("train", "test"):
+        Dataset.from_list(rows).to_json(str(tmp_path / f"{split}.jsonl"))
+    with pytest.raises(UserError, match=message):
+        load_imdb(str(tmp_path))
+
+
+def test_missing_split_is_named(tmp_path):
+    Dataset.from_list(make_rows(10, 0), features=IMDB_FEATURES).to_json(str(tmp_path / "train.jsonl"))
+    with pytest.raises(UserError, match="has no test split"):
+        load_imdb(str(tmp_path))
+
+
+def test_two_folders_of_the_same_name_and_readme_load_their_own_reviews(tmp_path):
+    small, large = (
+        write_hub_layout(tmp_path / side / "imdb", n_train=n) for side, n in (("a", 40), ("b", 60))
+    )
+    assert len(load_imdb(str(small))["train"]) == 40
+    assert len(load_imdb(str(large))["train"]) == 60  # not the cached 40 of the first

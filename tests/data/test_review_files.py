@@ -1,0 +1,77 @@
+import json
+
+import pytest
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer
+
+from bert_imdb.data.review_files import ReviewStream, iter_reviews, scan_reviews
+from bert_imdb.errors import UserError
+
+
+def test_read_reviews_keeps_order_and_ids(tmp_path):
+    txt = tmp_path / "r.txt"
+    txt.write_text("first review\n\nsecond review\n", encoding="utf-8")
+    assert scan_reviews(str(txt)) == (2, 1)  # two reviews, one empty line skipped
+    assert list(iter_reviews(str(txt))) == [
+        {"id": "1", "text": "first review"},
+        {"id": "3", "text": "second review"},
+    ]
+    csv_file = tmp_path / "r.csv"
+    csv_file.write_text('id,text\na7,"good, really"\nb2,bad\n', encoding="utf-8")
+    assert list(iter_reviews(str(csv_file))) == [
+        {"id": "a7", "text": "good, really"},
+        {"id": "b2", "text": "bad"},
+    ]
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"text": t}) for t in ["x", "y", "z"]), encoding="utf-8")
+    assert [r["id"] for r in iter_reviews(str(jsonl))] == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.txt", None, "does not exist"),
+        ("empty.txt", b"  \n\n", "is empty"),
+        ("latin1.txt", "café terrible".encode("latin-1"), "is not UTF-8"),
+        ("binary.txt", b"\x00\x01\x02 PNG", "is binary"),
+        ("no_text.csv", b"review,id\ngood,1\n", "needs a text column"),
+        ("bad.jsonl", b'{"text": "good"}\n{"text": oops}\n', "line 2, is not valid JSON"),
+        ("reviews.pdf", b"%PDF", "not .txt, .csv or .jsonl"),
+    ],
+)
+def test_bad_predict_files_are_named(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        scan_reviews(str(path))
+
+
+@pytest.mark.parametrize(
+    ("processes", "workers", "reviews", "batch_size"),
+    [(2, 2, 20, 16), (2, 0, 5, 16), (3, 2, 2, 4), (2, 3, 37, 4), (1, 2, 33, 8), (4, 1, 64, 8)],
+)
+def test_review_stream_deals_every_review_to_one_rank_in_order(
+    tiny_model, tmp_path, processes, workers, reviews, batch_size
+):
+    path = tmp_path / "reviews.txt"
+    path.write_text("".join(f"review {i}\n" for i in range(reviews)))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    seen = []
+    for rank in range(processes):
+        stream = ReviewStream(
+            str(path), reviews, tokenizer, 32, batch_size, rank=rank, world_size=processes, workers=workers
+        )
+        loader = DataLoader(
+            stream,
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=lambda rows: [r["index"] for r in rows],
+        )
+        batches = list(loader)
+        # Lightning stops a rank after len(loader) batches: it must be what the rank holds.
+        assert len(loader) == len(batches), f"rank {rank}"
+        mine = [index for batch in batches for index in batch]
+        assert mine == sorted(mine), f"rank {rank} is out of file order"
+        seen += mine
+    assert sorted(seen) == list(range(reviews))

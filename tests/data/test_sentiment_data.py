@@ -1,0 +1,90 @@
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from bert_imdb.data.sentiment import IMDbDataModule
+from bert_imdb.errors import UserError
+
+
+def datamodule(model: str, dataset: str, **kwargs) -> IMDbDataModule:
+    return IMDbDataModule(dataset=dataset, tokenizer_name_or_path=model, max_length=32, **kwargs)
+
+
+def cache_files() -> set[Path]:
+    """The datasets cache files (tokenized splits and shuffle indices) written so far."""
+    return set(Path(os.environ["HF_DATASETS_CACHE"]).rglob("cache-*.arrow"))
+
+
+def test_setup_reads_the_cache_that_prepare_data_filled(tiny_model, hub_dataset):
+    first = datamodule(tiny_model, hub_dataset)
+    first.prepare_data()
+    written = cache_files()
+    assert written, "prepare_data wrote no tokenized cache"
+    # The same DataModule, whose tokenizer has now been used, and a fresh one (a new run, or another
+    # rank) with a fresh tokenizer must both hit that cache.
+    first.setup("fit")
+    second = datamodule(tiny_model, hub_dataset)
+    second.setup("fit")
+    second.setup("test")
+    after = cache_files()
+    assert after == written, f"setup tokenized again: new cache files {after - written}"
+    for split in ("train", "val", "test"):
+        used = {Path(f["filename"]) for f in second.datasets[split].cache_files}
+        assert used <= written, f"{split} was not loaded from the prepare_data cache"
+
+
+def test_sample_limits_take_the_seeded_shuffle(tiny_model, hub_dataset):
+    limits = {"max_train_samples": 40, "max_val_samples": 10, "max_test_samples": 20}
+    a = datamodule(tiny_model, hub_dataset, seed=1, **limits)
+    b = datamodule(tiny_model, hub_dataset, seed=1, **limits)
+    c = datamodule(tiny_model, hub_dataset, seed=2, **limits)
+    for dm in (a, b, c):
+        dm.setup("fit")
+        dm.setup("test")
+    assert [len(a.datasets[s]) for s in ("train", "val", "test")] == [40, 10, 20]
+    assert a.datasets["train"]["input_ids"] == b.datasets["train"]["input_ids"]
+    assert a.datasets["train"]["input_ids"] != c.datasets["train"]["input_ids"]
+    # Validation is carved from train: no review is in both.
+    train = {tuple(ids) for ids in a.datasets["train"]["input_ids"]}
+    assert not train & {tuple(ids) for ids in a.datasets["val"]["input_ids"]}
+
+
+def test_batches_are_padded_to_their_longest_review_only(tiny_model, hub_dataset):
+    dm = datamodule(tiny_model, hub_dataset, batch_size=4)
+    dm.setup("fit")
+    lengths = []
+    for batch in dm.train_dataloader():
+        longest = int(batch["attention_mask"].sum(1).max())
+        assert batch["input_ids"].shape[1] == longest
+        lengths.append(longest)
+        # The real lengths ride along, read on the host before padding: counted without the device.
+        assert batch["lengths"] == batch["attention_mask"].sum(1).tolist()
+    assert len(set(lengths)) > 1
+    assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels", "lengths"}
+
+
+def test_empty_split_after_limits_is_named(tiny_model, hub_dataset):
+    dm = datamodule(tiny_model, hub_dataset, max_train_samples=0)
+    with pytest.raises(UserError, match=r"train split is empty after data\.max_train_samples=0"):
+        dm.setup("fit")
+
+
+def test_batches_can_be_padded_to_a_multiple(tiny_model, hub_dataset):
+    dm = datamodule(tiny_model, hub_dataset, batch_size=4, pad_to_multiple_of=8)
+    dm.setup("fit")
+    widths = {batch["input_ids"].shape[1] for batch in dm.train_dataloader()}
+    assert widths and all(width % 8 == 0 for width in widths)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"truncation": "middle"}, "data.truncation='middle' is unknown: use one of head, tail, head+tail"),
+        ({"pad_to_multiple_of": 0}, "data.pad_to_multiple_of=0 must be at least 1"),
+    ],
+)
+def test_bad_speed_settings_are_named(tiny_model, hub_dataset, settings, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        datamodule(tiny_model, hub_dataset, **settings)

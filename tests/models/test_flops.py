@@ -1,0 +1,50 @@
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+from bert_imdb.data.collate import MASKED_INDEX
+from bert_imdb.models.flops import FlopCounter, model_flops
+from bert_imdb.models.masked_lm import MaskedLanguageModel
+
+
+def counted_flops(run, backward: bool) -> int:
+    with FlopCounterMode(display=False) as counter:
+        output = run()
+        if backward:
+            output.float().sum().backward()
+    return counter.get_total_flops()
+
+
+def test_model_flops_match_torchs_count_of_the_matmuls(tiny_model):
+    # Eager attention: its two matmuls are plain bmm's, which torch's counter counts exactly.
+    for auto_class in (AutoModelForSequenceClassification, AutoModelForMaskedLM):
+        model = auto_class.from_pretrained(tiny_model, attn_implementation="eager")
+        batch = {
+            "input_ids": torch.randint(5, 40, (3, 9)),
+            "attention_mask": torch.ones(3, 9, dtype=torch.long),
+        }
+        for backward in (False, True):
+            counted = counted_flops(lambda: model(**batch).logits, backward)  # noqa: B023
+            assert model_flops(model, [9, 9, 9], backward=backward) == counted
+
+
+def test_the_masked_lm_head_is_counted_on_the_scored_positions_only(tiny_model):
+    module = MaskedLanguageModel(tiny_model)
+    module.model.config._attn_implementation = "eager"
+    labels = torch.full((3, 9), -100)
+    labels[0, 2], labels[1, 5], labels[2, 7], labels[2, 1] = 7, 8, 9, 10
+    batch = {
+        "input_ids": torch.randint(5, 40, (3, 9)),
+        "attention_mask": torch.ones(3, 9, dtype=torch.long),
+        "labels": labels,
+        MASKED_INDEX: (labels.flatten() != -100).nonzero().squeeze(1),
+    }
+    counted = counted_flops(lambda: module._forward(batch)[0], backward=True)
+    assert FlopCounter(module.model)([9, 9, 9], masked=4) == counted
+
+
+def test_padding_is_not_counted_as_model_work(tiny_model):
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    one_long_three_short = model_flops(model, [40, 5, 5, 5])
+    assert one_long_three_short == model_flops(model, [40]) + 3 * model_flops(model, [5])
+    assert one_long_three_short < model_flops(model, [40, 40, 40, 40]) / 3
