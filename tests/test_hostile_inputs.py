@@ -49,11 +49,27 @@ def one_line_error(call) -> str:
         ("bad.jsonl", b'{"text": "good"}\n\n{"text": oops}\n', "line 3, is not valid JSON"),
         ("list.jsonl", b'{"text": "good"}\n["not", "an", "object"]\n', "line 2, is not a JSON object"),
         ("no_text.jsonl", b'{"text": "good"}\n{"review": "bad"}\n', "record 2, has no text"),
+        # The issue's: reviews 3-5 were merged into review 2, and "Wrote 2 predictions".
+        (
+            "unclosed.csv",
+            b'id,text\n1,a wonderful film\n2,"an awful film\n3,great acting\n4,terrible plot\n5,loved it\n',
+            "line 3, is not valid CSV",
+        ),
+        ("stray_quote.csv", b'id,text\n1,"good" film\n', "line 2, is not valid CSV"),
+        ("commas.csv", b"id,text\n1,good, really good\n", "line 2, has more fields than its header"),
+        ("utf16.txt", "a good film\n".encode("utf-16"), "is UTF-16 or UTF-32 text: re-save it as UTF-8"),
+        ("folder.txt", "folder", "is a folder: pass a .txt, .csv or .jsonl file"),
+        ("pipe.txt", "fifo", "is not a regular file (a pipe, socket or device)"),
     ],
 )
 def test_bad_predict_files(tiny_model, hub_dataset, workdir, best_checkpoint, name, content, message):
     reviews = workdir / name
-    reviews.write_bytes(content)
+    if content == "folder":
+        reviews.mkdir()
+    elif content == "fifo":
+        os.mkfifo(reviews)
+    else:
+        reviews.write_bytes(content)
     text = one_line_error(lambda: predict(tiny_model, hub_dataset, best_checkpoint, reviews))
     assert message in text
     assert not list(workdir.glob("lightning_logs/*/*/predictions.csv*")), "a partial output was left"

@@ -16,10 +16,20 @@ from bert_imdb.errors import UserError
 PREDICT_SUFFIXES = (".txt", ".csv", ".jsonl")
 
 
+def _raw_lines(handle):
+    """The lines of a binary file, each ending in "\n", whichever line ends it uses: "\n", "\r\n", or
+    "\r" alone (old Mac files, which read as one line otherwise)."""
+    for chunk in handle:
+        *lines, last = chunk.replace(b"\r\n", b"\n").split(b"\r")
+        yield from (line + b"\n" for line in lines)
+        if last:  # empty after a final "\r"
+            yield last
+
+
 def _lines(file: Path, path: str):
     """The lines of a file as text, decoded one by one so that a non-UTF-8 byte is reported with its line."""
     with file.open("rb") as handle:
-        for n, raw in enumerate(handle, 1):
+        for n, raw in enumerate(_raw_lines(handle), 1):
             try:
                 # A byte-order mark (Excel writes one) is no part of the first column's name.
                 yield (raw.removeprefix(codecs.BOM_UTF8) if n == 1 else raw).decode("utf-8")
@@ -33,11 +43,7 @@ def _records(file: Path, path: str):
     """(record number, record) of a .txt, .csv or .jsonl file of reviews, read line by line; None for an
     empty line. Raises a UserError that names the line of the first problem."""
     if file.suffix == ".csv":
-        reader = csv.DictReader(_lines(file, path))
-        if "text" not in (reader.fieldnames or []):
-            columns = ", ".join(reader.fieldnames or [])
-            raise UserError(f"predict file {path} needs a text column (columns: {columns})")
-        yield from enumerate(reader, 1)
+        yield from _csv_records(file, path)
         return
     for line, content in enumerate(_lines(file, path), 1):
         content = content.rstrip("\r\n")
@@ -56,7 +62,39 @@ def _records(file: Path, path: str):
                 raise UserError(
                     f'predict file {path}, line {line}, is not a JSON object: write {{"text": ...}}'
                 )
-            yield line, record
+            yield line, None if _is_blank(record) else record
+
+
+def _is_blank(record: dict) -> bool:
+    """An empty or whitespace text: skipped and counted in every format, as an empty line of a .txt is."""
+    return isinstance(record.get("text"), str) and not record["text"].strip()
+
+
+def _csv_records(file: Path, path: str):
+    """(record number, record) of a .csv, parsed strictly: a quote left open would otherwise swallow every
+    line after it into one review, silently."""
+    # Python's csv refuses fields over 128 KiB by default; a review in JSONL has no such limit, nor here.
+    csv.field_size_limit(2**31 - 1)
+    reader = csv.DictReader(_lines(file, path), strict=True)
+    record, start = 0, 1
+    try:
+        if "text" not in (reader.fieldnames or []):
+            columns = ", ".join(reader.fieldnames or [])
+            raise UserError(f"predict file {path} needs a text column (columns: {columns})")
+        start = reader.line_num + 1
+        for row in reader:
+            record += 1
+            if None in row:  # more fields than the header names
+                raise UserError(
+                    f"predict file {path}, line {start}, has more fields than its header: quote texts with commas"
+                )
+            yield record, None if _is_blank(row) else row
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise UserError(
+            f"predict file {path}, line {start}, is not valid CSV ({err}): close its quotes, or double a "
+            'quote inside a quoted text ("")'
+        ) from err
 
 
 def _text(record: dict, n: int, path: str) -> str:
@@ -80,8 +118,11 @@ def scan_reviews(path: str) -> tuple[int, int]:
     file = Path(path).expanduser()
     if file.suffix not in PREDICT_SUFFIXES:
         raise UserError(f"predict file {path} is not .txt, .csv or .jsonl: save the reviews in one of those")
-    if not file.is_file():
+    if not file.exists():
         raise UserError(f"predict file {path} does not exist: check data.predict_file")
+    if not file.is_file():
+        kind = "a folder" if file.is_dir() else "not a regular file (a pipe, socket or device)"
+        raise UserError(f"predict file {path} is {kind}: pass a .txt, .csv or .jsonl file of reviews")
     stat = file.stat()
     return _scan(file, path, stat.st_size, stat.st_mtime_ns)
 
@@ -91,7 +132,12 @@ def _scan(file: Path, path: str, size: int, mtime_ns: int) -> tuple[int, int]:
     # Cached by size and modification time: the CLI checks the file before it starts other processes
     # (so a bad file is reported once, not once per process), and the data module's setup asks again.
     with file.open("rb") as handle:
-        if b"\x00" in handle.read(8192):  # text never holds NUL bytes; images, archives and models do
+        head = handle.read(8192)
+        if head.startswith(
+            (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+        ):
+            raise UserError(f"predict file {path} is UTF-16 or UTF-32 text: re-save it as UTF-8")
+        if b"\x00" in head:  # text never holds NUL bytes; images, archives and models do
             raise UserError(
                 f"predict file {path} is binary, not text: pass a .txt, .csv or .jsonl of reviews"
             )

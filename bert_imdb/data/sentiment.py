@@ -141,7 +141,8 @@ class IMDbDataModule(L.LightningDataModule):
                 raise UserError("predict needs reviews: pass --data.predict_file <file.txt|.csv|.jsonl>")
             path = self.hparams.predict_file
             reviews, empty = scan_reviews(path)
-            skipped = f" ({empty} empty line{'s' * (empty != 1)} skipped)" if empty else ""
+            what = "line" if path.endswith(".txt") else "review"
+            skipped = f" ({empty} empty {what}{'s' * (empty != 1)} skipped)" if empty else ""
             rank_zero_info(f"Predicting {reviews} reviews from {path}{skipped}")
             self.datasets["predict"] = ReviewStream(
                 path,

@@ -75,3 +75,30 @@ def test_review_stream_deals_every_review_to_one_rank_in_order(
         assert mine == sorted(mine), f"rank {rank} is out of file order"
         seen += mine
     assert sorted(seen) == list(range(reviews))
+
+
+def test_every_line_end_separates_reviews(tmp_path):
+    """Old Mac files end lines with a carriage return alone: 3 reviews in gave 1 prediction out."""
+    for ends in ("\n", "\r\n", "\r"):
+        reviews = tmp_path / f"reviews{len(ends)}{ends == chr(13)}.txt"
+        reviews.write_bytes(ends.join(["a good film", "a bad film", "", "fine"]).encode() + ends.encode())
+        assert scan_reviews(str(reviews)) == (3, 1)
+        assert [row["text"] for row in iter_reviews(str(reviews))] == ["a good film", "a bad film", "fine"]
+
+
+def test_empty_texts_are_skipped_and_counted_in_every_format(tmp_path):
+    """A .txt skipped its empty lines while an empty JSONL or CSV text got a prediction."""
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"text": t}) for t in ["good", "", "  \t", "bad"]) + "\n")
+    csv_file = tmp_path / "r.csv"
+    csv_file.write_text('id,text\na,good\nb,\nc," "\nd,bad\n')
+    for path, ids in ((jsonl, ["1", "4"]), (csv_file, ["a", "d"])):
+        assert scan_reviews(str(path)) == (2, 2)
+        assert [row["id"] for row in iter_reviews(str(path))] == ids
+
+
+def test_a_csv_review_longer_than_pythons_field_limit_is_read(tmp_path):
+    long = "a very long review " * 20_000  # 380,000 characters; csv refuses fields over 131,072 by default
+    reviews = tmp_path / "long.csv"
+    reviews.write_text(f'id,text\n1,"{long}"\n2,short\n')
+    assert [len(row["text"]) for row in iter_reviews(str(reviews))] == [len(long), 5]
