@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -115,15 +116,54 @@ def test_an_existing_output_file_is_never_overwritten(tiny_model, hub_dataset, w
     assert output.read_text() == "precious\n"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "not a checkpoint"])
-def test_a_bad_checkpoint(tiny_model, hub_dataset, workdir, best_checkpoint, damage):
+def overwrite_a_tensor(data: bytes, source: Path) -> bytes:
+    """The checkpoint with bytes inside its largest tensor overwritten, its zip index left whole."""
+    with zipfile.ZipFile(source) as archive:
+        tensors = [info for info in archive.infolist() if "/data/" in info.filename]
+        member = max(tensors, key=lambda info: info.file_size)
+    start = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra)
+    middle = start + member.file_size // 2
+    return data[:middle] + b"\xff" * 64 + data[middle + 64 :]
+
+
+def with_a_nan_weight(source: Path, target: Path) -> None:
+    checkpoint = torch.load(source, weights_only=True)
+    name = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][name].view(-1)[0] = float("nan")
+    torch.save(checkpoint, target)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncated", "cannot be read (truncated, or not a checkpoint)"),
+        ("not a checkpoint", "cannot be read (truncated, or not a checkpoint)"),
+        # The issue's: predict exited 0 with every row neg,nan,nan; test reported acc 0.5.
+        ("bytes overwritten", "is damaged (archive/data/"),
+        ("non-finite weights", "holds non-finite weights (model."),
+    ],
+)
+def test_a_bad_checkpoint(tiny_model, hub_dataset, workdir, best_checkpoint, damage, message):
     broken = workdir / "broken.ckpt"
     data = best_checkpoint.read_bytes()
-    broken.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"hello")
+    if damage == "non-finite weights":
+        with_a_nan_weight(best_checkpoint, broken)
+    else:
+        broken.write_bytes(
+            {
+                "truncated": data[: len(data) // 2],
+                "not a checkpoint": b"hello",
+                "bytes overwritten": overwrite_a_tensor(data, best_checkpoint),
+            }[damage]
+        )
     reviews = workdir / "reviews.txt"
     reviews.write_text("a wonderful film\n")
     text = one_line_error(lambda: predict(tiny_model, hub_dataset, broken, reviews))
-    assert "cannot be read (truncated, or not a checkpoint)" in text
+    assert message in text
+    if damage in ("bytes overwritten", "non-finite weights"):
+        assert message in one_line_error(
+            lambda: cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={broken}"])
+        )
 
 
 class RunsCode:
