@@ -116,6 +116,25 @@ def test_an_existing_output_file_is_never_overwritten(tiny_model, hub_dataset, w
     assert output.read_text() == "precious\n"
 
 
+def test_two_predicts_never_write_one_output_file(tiny_model, hub_dataset, workdir, best_checkpoint):
+    """The second of two predicts writing one file shared the first's part files and replaced its output."""
+    reviews, output = workdir / "reviews.txt", workdir / "out.csv"
+    reviews.write_text("a wonderful film\n")
+    claimed = workdir / "out.csv.partial"  # what a predict writing out.csv holds while it runs
+    claimed.write_text("")
+    text = one_line_error(
+        lambda: predict(
+            tiny_model, hub_dataset, best_checkpoint, reviews, f"--predictions.output_file={output}"
+        )
+    )
+    assert "another predict is writing" in text and "delete that file" in text
+    assert not output.exists() and claimed.read_text() == ""
+    claimed.unlink()
+    predict(tiny_model, hub_dataset, best_checkpoint, reviews, f"--predictions.output_file={output}")
+    assert len(output.read_text().splitlines()) == 2
+    assert sorted(p.name for p in workdir.iterdir() if p.name.startswith("out")) == ["out.csv"]
+
+
 def overwrite_a_tensor(data: bytes, source: Path) -> bytes:
     """The checkpoint with bytes inside its largest tensor overwritten, its zip index left whole."""
     with zipfile.ZipFile(source) as archive:

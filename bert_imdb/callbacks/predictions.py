@@ -29,7 +29,12 @@ class PredictionWriter(BasePredictionWriter):
         self.output_file, self.overwrite = output_file, overwrite
         self.path: Path | None = None
         self._file = None
+        self._claimed = False
         self.rows = 0
+
+    def _output(self) -> Path:
+        """Where the merged output is written until it is complete."""
+        return self.path.with_name(self.path.name + ".partial")
 
     def _part(self, rank: int) -> Path:
         return self.path.with_name(f"{self.path.name}.rank{rank}.partial")
@@ -47,6 +52,20 @@ class PredictionWriter(BasePredictionWriter):
                 f"{self.path} exists: pass another --predictions.output_file, or --predictions.overwrite true"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Rank 0 claims the output's .partial name by creating it: a second predict writing the same file
+        # at once stops here instead of sharing its parts.
+        claimed = True
+        if trainer.is_global_zero:
+            try:
+                self._output().open("x").close()
+            except FileExistsError:
+                claimed = False
+        if not trainer.strategy.broadcast(claimed):
+            raise UserError(
+                f"{self._output()} exists: another predict is writing {self.path} (wait for it), or one was "
+                "killed (delete that file), or pass another --predictions.output_file"
+            )
+        self._claimed = trainer.is_global_zero
         # Each process writes its rows, with their positions in the input, to its own part; the output
         # appears under its name only once complete, so a crashed or killed run never leaves a truncated
         # file that looks finished.
@@ -75,11 +94,18 @@ class PredictionWriter(BasePredictionWriter):
         # A failed predict leaves no part behind (and never an output file).
         if self._file is not None and not self._file.closed:
             self._file.close()
-            self._part(trainer.global_rank).unlink(missing_ok=True)
+        if self._file is not None:
+            # Rank 0 also clears the other ranks' parts, which a failed merge leaves.
+            ranks = range(trainer.world_size) if trainer.is_global_zero else [trainer.global_rank]
+            for rank in ranks:
+                self._part(rank).unlink(missing_ok=True)
+        if self._claimed:
+            self._output().unlink(missing_ok=True)
+            self._claimed = False
 
     def _merge(self, parts: list[Path]) -> None:
         """Interleave the parts by input position (each is in order already), streaming, into the output."""
-        partial = self.path.with_name(self.path.name + ".partial")
+        partial = self._output()
         handles = [part.open(encoding="utf-8") for part in parts]
         rows = heapq.merge(*((json.loads(line) for line in handle) for handle in handles))
         written = 0
@@ -97,4 +123,5 @@ class PredictionWriter(BasePredictionWriter):
             handle.close()
             part.unlink()
         partial.replace(self.path)
+        self._claimed = False
         rank_zero_info(f"Wrote {written} predictions to {self.path}")
