@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from bert_imdb.errors import UserError
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to `<name>.partial` beside its target, syncs it to disk, then renames it over
@@ -26,8 +28,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
-        with partial.open("wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, target)
+        try:
+            with partial.open("wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, target)
+        except BaseException as err:
+            partial.unlink(missing_ok=True)  # a failed save leaves the previous checkpoint, and nothing else
+            if isinstance(err, OSError):
+                raise UserError(
+                    f"cannot write checkpoint {target} ({err.strerror or err}): free space there, or point "
+                    "--trainer.default_root_dir (or the logger's save_dir) at a writable disk"
+                ) from err
+            raise
