@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins import Precision
+from lightning.pytorch.utilities import rank_zero_warn
 
 from bert_imdb.callbacks.exact_resume import ExactResume
 from bert_imdb.callbacks.last_checkpoint import LastCheckpoint
@@ -118,9 +119,7 @@ class BertImdbCLI(LightningCLI):
         if self.subcommand == "predict":
             _prepare_predict(config)
         if self.subcommand == "fit" and config.ckpt_path == "last" and config.last_checkpoint.dirpath is None:
-            resumed = _continue_last_run(config.trainer.logger)
-            if resumed is not None:
-                _check_same_setup(resumed, config)
+            _continue_last_run(config)
         elif self.subcommand and _is_file_path(config.ckpt_path):
             _log_into_checkpoint_run(config.trainer.logger, Path(config.ckpt_path))
 
@@ -168,18 +167,22 @@ def _tensorboard_args(logger):
     return logger.init_args
 
 
-def _continue_last_run(logger) -> Path | None:
+def _continue_last_run(config) -> None:
     """Point the TensorBoard logger at the newest run with a last.ckpt, so `--ckpt_path last` finds it there
-    and the resumed run keeps logging into the same folder instead of starting a new version."""
-    args = _tensorboard_args(logger)
+    and the resumed run keeps logging into the same folder instead of starting a new version. With none,
+    say so and fit a new run (Lightning would start one too, with a hint to set save_last that does not
+    apply here)."""
+    args = _tensorboard_args(config.trainer.logger)
     if args is None:
-        return None
+        return
     runs = Path(args.save_dir) / args.name
     last = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     if not last:
-        return None
+        rank_zero_warn(f"--ckpt_path last: no run under {runs} has a last.ckpt, so this fit starts a new run")
+        config.ckpt_path = None
+        return
     args.version = last[-1].parent.parent.name
-    return last[-1]
+    _check_same_setup(last[-1], config)
 
 
 def _log_into_checkpoint_run(logger, ckpt_path: Path) -> None:

@@ -135,6 +135,18 @@ def test_two_predicts_never_write_one_output_file(tiny_model, hub_dataset, workd
     assert sorted(p.name for p in workdir.iterdir() if p.name.startswith("out")) == ["out.csv"]
 
 
+def test_ckpt_path_last_without_a_last_checkpoint_says_it_starts_a_new_run(tiny_model, hub_dataset, workdir):
+    """Killed before its first last.ckpt, `fit --ckpt_path last` started from scratch with only Lightning's
+    warning, whose hint (save_last=True) does not apply."""
+    with pytest.warns(
+        UserWarning, match="no run under lightning_logs/tiny has a last.ckpt, so this fit starts"
+    ):
+        fit = cli_main(
+            ["fit", *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1"), "--ckpt_path=last"]
+        )
+    assert fit.trainer.global_step > 0 and fit.trainer.ckpt_path is None
+
+
 def overwrite_a_tensor(data: bytes, source: Path) -> bytes:
     """The checkpoint with bytes inside its largest tensor overwritten, its zip index left whole."""
     with zipfile.ZipFile(source) as archive:
