@@ -140,11 +140,12 @@ def test_ckpt_path_last_without_a_last_checkpoint_says_it_starts_a_new_run(tiny_
     warning, whose hint (save_last=True) does not apply."""
     with pytest.warns(
         UserWarning, match="no run under lightning_logs/tiny has a last.ckpt, so this fit starts"
-    ):
+    ) as seen:
         fit = cli_main(
             ["fit", *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1"), "--ckpt_path=last"]
         )
     assert fit.trainer.global_step > 0 and fit.trainer.ckpt_path is None
+    assert not [w for w in seen if "save_last" in str(w.message)], "Lightning's misleading hint was shown"
 
 
 def overwrite_a_tensor(data: bytes, source: Path) -> bytes:
