@@ -6,7 +6,7 @@ import lightning as L
 import torch
 
 from bert_imdb.data.collate import LENGTHS
-from bert_imdb.models.flops import FlopCounter, masked_positions
+from bert_imdb.models.flops import FlopCounter, head_positions
 
 
 class TrainingClock(L.Callback):
@@ -58,7 +58,7 @@ class TrainingClock(L.Callback):
         lengths = batch[LENGTHS]
         self.real_tokens += sum(lengths)
         self.padded_tokens += batch["input_ids"].numel()
-        self.flops += self._count(lengths, masked_positions(batch))
+        self.flops += self._count(lengths, head_positions(pl_module, batch))
 
 
 class SyncCheck(L.Callback):

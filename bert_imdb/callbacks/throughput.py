@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
 from bert_imdb.data.collate import LENGTHS
-from bert_imdb.models.flops import FlopCounter, masked_positions
+from bert_imdb.models.flops import FlopCounter, head_positions
 
 
 def compute_dtype(precision: str) -> torch.dtype:
@@ -63,7 +63,7 @@ class TokenThroughputMonitor(Callback):
         self._batches += 1
         self._samples += len(lengths)
         self._tokens += sum(lengths)
-        self._flops += self._counter(lengths, masked_positions(batch))
+        self._flops += self._counter(lengths, head_positions(pl_module, batch))
         self._since_log[0] += sum(lengths)
         self._since_log[1] += batch["input_ids"].numel()
         self._shapes.add(tuple(batch["input_ids"].shape))

@@ -98,7 +98,9 @@ class SentimentClassifier(L.LightningModule):
 
     def _run(self, batch: dict):
         """The Hugging Face model on a batch, without the ids, texts and lengths that ride along with it."""
-        return self.model(**model_inputs(batch, MODEL_INPUTS, self.hparams.attn_implementation))
+        return self.model(
+            **model_inputs(batch, MODEL_INPUTS, self.hparams.attn_implementation, self.model.dtype)
+        )
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self._run(batch).logits

@@ -52,7 +52,10 @@ def model_flops(model: nn.Module, lengths: Sequence[int], backward: bool = True)
     return FlopCounter(model)(lengths, backward=backward)
 
 
-def masked_positions(batch: dict) -> int | None:
-    """How many positions the masked-LM head scores in this batch, known from a tensor's shape."""
+def head_positions(module, batch: dict) -> int | None:
+    """How many positions the masked-LM head ran on in this batch: the scored ones (known from a tensor's
+    shape) where `module` runs it on those only, else None: every position."""
     index = batch.get(MASKED_INDEX)
-    return None if index is None else len(index)
+    if index is None or not getattr(module, "head_on_scored_positions", False):
+        return None
+    return len(index)

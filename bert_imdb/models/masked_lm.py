@@ -97,13 +97,16 @@ class MaskedLanguageModel(L.LightningModule):
         # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
         self.model.train()
         self.val_mlm_loss = MeanMetric()
-        self.val_loss = MeanMetric()  # the model's loss (MLM, + NSP), averaged over examples
+        # NSP's loss, a mean over sentence pairs: val/loss is the two means added, as the training loss is.
+        self.val_nsp_loss = MeanMetric() if nsp else None
         self.val_masked_acc = MulticlassAccuracy(
             num_classes=self.model.config.vocab_size, average="micro", ignore_index=-100
         )
         self.val_nsp_acc = BinaryAccuracy() if nsp else None
         # BERT's heads (cls.predictions, and cls.seq_relationship with NSP) run apart from the encoder.
-        self._scored_only = head_on_masked_only and hasattr(getattr(self.model, "cls", None), "predictions")
+        self.head_on_scored_positions = head_on_masked_only and hasattr(
+            getattr(self.model, "cls", None), "predictions"
+        )
 
     def _forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Logits and labels of the scored positions only, [n, vocabulary] and [n], and the NSP logits.
@@ -111,10 +114,10 @@ class MaskedLanguageModel(L.LightningModule):
         The collator lists the scored positions (`masked_index`, flat over the batch), computed on the host,
         so picking them needs no device-to-host read of the mask (boolean indexing would wait for one).
         """
-        inputs = model_inputs(batch, MODEL_INPUTS, self.hparams.attn_implementation)
+        inputs = model_inputs(batch, MODEL_INPUTS, self.hparams.attn_implementation, self.model.dtype)
         index = batch[MASKED_INDEX]
         labels = batch["labels"].flatten().index_select(0, index)
-        if not self._scored_only:
+        if not self.head_on_scored_positions:
             output = self.model(**inputs)
             logits = output.prediction_logits if self.hparams.nsp else output.logits
             nsp = output.seq_relationship_logits if self.hparams.nsp else None
@@ -140,24 +143,27 @@ class MaskedLanguageModel(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         # Updates only: processes may hold different numbers of batches, and the metrics sync once, at the end.
         logits, labels, nsp = self._forward(batch)
-        loss, token_loss = self._loss(batch, logits, labels, nsp)
-        # The mean over masked tokens of the whole validation set, not of batch means: perplexity is exp of it.
+        # Means over the masked tokens and the pairs of the whole validation set, not of batch means: the
+        # same for any batch size and number of processes. Perplexity is exp of the first.
+        token_loss = F.cross_entropy(logits.float(), labels)
         self.val_mlm_loss.update(token_loss, weight=torch.full_like(token_loss, len(labels)))
-        self.val_loss.update(loss, weight=torch.full_like(loss, len(batch[LENGTHS])))
         self.val_masked_acc.update(logits.argmax(-1), labels)
-        if self.val_nsp_acc is not None:
+        if nsp is not None:
+            pair_loss = F.cross_entropy(nsp.float(), batch["next_sentence_label"])
+            self.val_nsp_loss.update(pair_loss, weight=torch.full_like(pair_loss, len(nsp)))
             self.val_nsp_acc.update(nsp.float().softmax(-1)[:, 1], batch["next_sentence_label"])
 
     def on_validation_epoch_start(self) -> None:
         # Reset at the start: a reset under `validate`'s inference mode would leave inference tensors that a
         # later update, in `fit`'s validation, may not modify.
-        for metric in (self.val_mlm_loss, self.val_loss, self.val_masked_acc, self.val_nsp_acc):
+        for metric in (self.val_mlm_loss, self.val_nsp_loss, self.val_masked_acc, self.val_nsp_acc):
             if metric is not None:
                 metric.reset()
 
     def on_validation_epoch_end(self) -> None:
         mean_loss = self.val_mlm_loss.compute()  # syncs all ranks
-        self.log("val/loss", self.val_loss)
+        loss = mean_loss if self.val_nsp_loss is None else mean_loss + self.val_nsp_loss.compute()
+        self.log("val/loss", loss)
         self.log("val/masked_acc", self.val_masked_acc)
         if self.val_nsp_acc is not None:
             self.log("val/nsp_acc", self.val_nsp_acc)

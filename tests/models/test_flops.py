@@ -1,9 +1,10 @@
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 from bert_imdb.data.collate import MASKED_INDEX
-from bert_imdb.models.flops import FlopCounter, model_flops
+from bert_imdb.models.flops import FlopCounter, head_positions, model_flops
 from bert_imdb.models.masked_lm import MaskedLanguageModel
 
 
@@ -48,3 +49,22 @@ def test_padding_is_not_counted_as_model_work(tiny_model):
     one_long_three_short = model_flops(model, [40, 5, 5, 5])
     assert one_long_three_short == model_flops(model, [40]) + 3 * model_flops(model, [5])
     assert one_long_three_short < model_flops(model, [40, 40, 40, 40]) / 3
+
+
+@pytest.mark.parametrize(
+    "scored_only", [True, False], ids=["head on scored positions", "head on every position"]
+)
+def test_the_throughput_count_takes_the_head_where_it_ran(tiny_model, scored_only):
+    """With head_on_masked_only false the head runs on every position, and so must the count (it counted the
+    scored ones only)."""
+    module = MaskedLanguageModel(tiny_model, attn_implementation="eager", head_on_masked_only=scored_only)
+    labels = torch.full((3, 9), -100)
+    labels[0, 2], labels[1, 5], labels[2, 7] = 7, 8, 9
+    batch = {
+        "input_ids": torch.randint(5, 40, (3, 9)),
+        "attention_mask": torch.ones(3, 9, dtype=torch.long),
+        "labels": labels,
+        MASKED_INDEX: (labels.flatten() != -100).nonzero().squeeze(1),
+    }
+    counted = counted_flops(lambda: module._forward(batch)[0], backward=True)
+    assert FlopCounter(module.model)([9, 9, 9], masked=head_positions(module, batch)) == counted

@@ -3,6 +3,7 @@ import math
 import lightning as L
 import pytest
 import torch
+from conftest import training_batches
 from torch.nn import functional as F
 
 from bert_imdb.data.pretraining import IMDbPretrainingDataModule
@@ -89,7 +90,7 @@ def test_the_head_on_scored_positions_only_gives_hugging_faces_loss_and_metrics(
     dm.prepare_data()
     dm.setup("fit")
     torch.manual_seed(0)
-    batch = next(iter(dm.train_dataloader()))
+    batch = next(training_batches(dm))
     module = MaskedLanguageModel(tiny_pretraining_model, nsp=nsp).eval()
     inputs = {k: v for k, v in batch.items() if k not in ("lengths", "masked_index")}
     with torch.no_grad():
@@ -102,3 +103,29 @@ def test_the_head_on_scored_positions_only_gives_hugging_faces_loss_and_metrics(
     assert fast.keys() == slow.keys()
     for name in fast:
         assert fast[name] == pytest.approx(slow[name], rel=1e-5), name
+
+
+@pytest.mark.parametrize("nsp", [False, True], ids=["mlm", "mlm+nsp"])
+def test_validation_loss_is_the_same_for_any_evaluation_batch_size(
+    tiny_pretraining_model, text_dataset, tmp_path, nsp
+):
+    """val/loss, the checkpoint monitor, averaged batch means weighted by examples: it moved with the batch
+    size (1.222, 1.167 or 1.190 for the same reviews in the issue's example)."""
+    losses = {}
+    for batch_size in (3, 16, 64):
+        module = MaskedLanguageModel(tiny_pretraining_model, nsp=nsp)
+        dm = IMDbPretrainingDataModule(
+            text_dataset,
+            tiny_pretraining_model,
+            max_length=48,
+            nsp=nsp,
+            eval_batch_size=batch_size,
+            val_reviews=60,
+        )
+        (metrics,) = trainer(tmp_path / str(batch_size)).validate(module, datamodule=dm, verbose=False)
+        losses[batch_size] = metrics["val/loss"]
+        if not nsp:
+            assert metrics["val/loss"] == pytest.approx(metrics["val/mlm_loss"], abs=1e-6)
+    assert losses[3] == pytest.approx(losses[16], abs=1e-6) and losses[3] == pytest.approx(
+        losses[64], abs=1e-6
+    )
