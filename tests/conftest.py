@@ -182,6 +182,18 @@ def best_checkpoint(tiny_model, hub_dataset, workdir) -> Path:
     return Path(fit.trainer.checkpoint_callback.best_model_path).resolve()
 
 
+def pytest_addoption(parser):
+    parser.addoption("--resume-scenarios", type=int, default=40, help="generated resume scenarios to run")
+    parser.addoption("--resume-seed", type=int, default=2026, help="seed of the generated resume scenarios")
+
+
+def training_batches(datamodule):
+    """A data module's training batches as the model gets them: pre-training batches are masked in the
+    main process, by the data module's on_before_batch_transfer, as Lightning calls it."""
+    for batch in datamodule.train_dataloader():
+        yield datamodule.on_before_batch_transfer(batch, 0)
+
+
 def tiny_args(model: str, dataset: str, *extra: str) -> list[str]:
     """CLI arguments for a fast run of the tiny model on a tiny dataset, on the CPU."""
     return [

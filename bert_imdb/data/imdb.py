@@ -15,6 +15,8 @@ from bert_imdb.sources import looks_like_path
 LABEL_NAMES = ["neg", "pos"]
 
 
+# What a dataset's own label names may call IMDb's two classes, lower-cased ("0" and "1": ids as names).
+NAME_TO_ID = {"neg": 0, "negative": 0, "0": 0, "pos": 1, "positive": 1, "1": 1}
 ACL_IMDB_LABELS = {"neg": 0, "pos": 1, "unsup": -1}  # -1: unlabelled, as in stanfordnlp/imdb
 
 
@@ -119,12 +121,30 @@ def _checked_split(data: Dataset, split: str, source: str) -> Dataset:
         if isinstance(feature, ClassLabel) and feature.names == LABEL_NAMES:
             return data
         if isinstance(feature, ClassLabel):
-            data = data.cast_column("label", Value("int64"))
+            data = _relabelled_by_name(
+                data.cast_column("label", Value("int64")), feature.names, split, source
+            )
         return data.cast_column("label", ClassLabel(names=LABEL_NAMES))
     if labels <= set(LABEL_NAMES):
         return data.cast_column("label", ClassLabel(names=LABEL_NAMES))
     shown = ", ".join(sorted(map(str, labels))[:5])
     raise UserError(f"the {split} split of {source} has labels {shown}: IMDb labels must be 0/1 or neg/pos")
+
+
+def _to_imdb_id(batch: dict, ids: list[int]) -> dict:
+    return {"label": [ids[label] for label in batch["label"]]}
+
+
+def _relabelled_by_name(data: Dataset, names: list[str], split: str, source: str) -> Dataset:
+    """Labels given as ids of a ClassLabel with other names than (neg, pos), as IMDb's ids (0 neg, 1 pos),
+    by what each name means: ClassLabel(names=["pos", "neg"]) gives positive reviews the id 0."""
+    ids = [NAME_TO_ID.get(name.strip().lower()) for name in names]
+    if None in ids or sorted(ids) != [0, 1]:
+        raise UserError(
+            f"the {split} split of {source} names its labels {', '.join(names)}: name them neg and pos, so "
+            "that bert_imdb can tell which reviews are positive"
+        )
+    return data.map(_to_imdb_id, batched=True, fn_kwargs={"ids": ids})
 
 
 def _take(data: Dataset, limit: int | None, split: str, limit_key: str) -> Dataset:

@@ -15,9 +15,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from bert_imdb.data.collate import with_host_counts
+from bert_imdb.data.collate import LENGTHS, MASKED_INDEX, with_host_counts
 from bert_imdb.data.imdb import load_imdb_text
-from bert_imdb.data.samplers import EvaluationSampler
+from bert_imdb.data.samplers import EvaluationSampler, shuffled_sampler
 from bert_imdb.errors import UserError
 from bert_imdb.models.pretrained import check_max_length, load_tokenizer
 
@@ -166,13 +166,38 @@ class MaskingCollator:
         )
 
     def __call__(self, features: list[dict]) -> dict:
-        if "offset_mapping" in features[0]:
-            longest = max(len(f["input_ids"]) for f in features)
-            features = [
-                {**f, "offset_mapping": [*f["offset_mapping"], *[(0, 0)] * (longest - len(f["input_ids"]))]}
-                for f in features
-            ]
-        return with_host_counts(self.collate(features), features)
+        """Pad and mask, with the collator's own generator when it was given a seed."""
+        return with_host_counts(self.collate(_with_padded_offsets(features)), features)
+
+    def pad(self, features: list[dict]) -> dict:
+        """Pad only, keeping what masking reads (special_tokens_mask, offset_mapping): the training loader's
+        collation, in DataLoader workers."""
+        batch = self.collate.tokenizer.pad(_with_padded_offsets(features), return_tensors="pt")
+        batch[LENGTHS] = [len(f["input_ids"]) for f in features]
+        return dict(batch)
+
+    def mask(self, batch: dict) -> dict:
+        """Mask a padded batch with the torch generator of this process: the training batches, in the main
+        process. A DataLoader worker's generator is in no checkpoint, so masks drawn there would differ
+        after a resume mid-epoch; the main process's is restored exactly, and masks no longer depend on the
+        number of workers."""
+        batch["input_ids"], batch["labels"] = self.collate.torch_mask_tokens(
+            batch["input_ids"], batch.pop("special_tokens_mask"), batch.pop("offset_mapping", None)
+        )
+        batch[MASKED_INDEX] = (batch["labels"].flatten() != -100).nonzero().squeeze(1)
+        return batch
+
+
+def _with_padded_offsets(features: list[dict]) -> list[dict]:
+    """The features with `offset_mapping`, which whole-word masking reads and `tokenizer.pad` cannot pad,
+    padded to the longest example."""
+    if "offset_mapping" not in features[0]:
+        return features
+    longest = max(len(f["input_ids"]) for f in features)
+    return [
+        {**f, "offset_mapping": [*f["offset_mapping"], *[(0, 0)] * (longest - len(f["input_ids"]))]}
+        for f in features
+    ]
 
 
 class FixedMaskCollator:
@@ -254,6 +279,9 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
         check_max_length(tokenizer_name_or_path, max_length)
         self.save_hyperparameters()
         self.tokenizer = load_tokenizer(tokenizer_name_or_path)
+        # Fresh masks for every training batch, from the main process's generator, which seed_everything
+        # seeds and checkpoints keep (callbacks/exact_resume.py).
+        self.masking = MaskingCollator(self.tokenizer, mlm_probability, whole_word_mask)
         self.datasets: dict[str, Dataset] = {}
 
     def _examples(self, reviews: Dataset, split: str) -> Dataset:
@@ -348,6 +376,10 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
             )
         self.datasets.update(self._prepared(["train", "val"] if stage == "fit" else ["val"]))
 
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # Training batches come padded, not yet masked (validation batches carry their fixed masks).
+        return self.masking.mask(batch) if "special_tokens_mask" in batch else batch
+
     def state_dict(self) -> dict:
         # Kept in checkpoints by Lightning: export writes the sizes into the model card.
         return {split: len(self.datasets[split]) for split in ("train", "val") if split in self.datasets}
@@ -357,11 +389,9 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
         return StatefulDataLoader(
             self.datasets["train"],
             batch_size=self.hparams.batch_size,
-            shuffle=True,
-            # Fresh masks for every batch, drawn from the RNG that seed_everything seeds.
-            collate_fn=MaskingCollator(
-                self.tokenizer, self.hparams.mlm_probability, self.hparams.whole_word_mask
-            ),
+            sampler=shuffled_sampler(self.datasets["train"], self.trainer, self.hparams.seed),
+            # Padded in the workers, masked in the main process (on_before_batch_transfer).
+            collate_fn=self.masking.pad,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )

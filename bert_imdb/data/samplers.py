@@ -145,3 +145,21 @@ class EvaluationSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return max(len(self.indices), 1)
+
+
+def shuffled_sampler(dataset, trainer, seed: int) -> StatefulDistributedSampler:
+    """A training sampler of random batches whose epoch k is always the same permutation: drawn from
+    (seed, k), as DistributedSampler draws it, on one process as on several.
+
+    A DataLoader's own shuffle draws every epoch from one generator seeded when the loader is built, one
+    permutation per epoch: a run resumed at an epoch's end, whose loader is new, would train epoch k in
+    epoch 0's order. Stateful, so a mid-epoch resume goes on from its position; a DistributedSampler, so
+    Lightning tells it its epoch and does not wrap it in another.
+    """
+    return StatefulDistributedSampler(
+        dataset,
+        num_replicas=trainer.world_size if trainer else 1,
+        rank=trainer.global_rank if trainer else 0,
+        shuffle=True,
+        seed=seed,
+    )

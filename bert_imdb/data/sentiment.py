@@ -14,7 +14,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from bert_imdb.data.collate import CollateWithStrings
 from bert_imdb.data.imdb import imdb_subsets
 from bert_imdb.data.review_files import ReviewStream, scan_reviews
-from bert_imdb.data.samplers import EvaluationSampler, LengthGroupedSampler, token_lengths
+from bert_imdb.data.samplers import EvaluationSampler, LengthGroupedSampler, shuffled_sampler, token_lengths
 from bert_imdb.data.truncation import TRUNCATIONS, tokenize
 from bert_imdb.errors import UserError
 from bert_imdb.models.pretrained import check_max_length, load_tokenizer
@@ -174,14 +174,13 @@ class IMDbDataModule(L.LightningDataModule):
             return None if self._device().type == "cpu" else ACCELERATOR_PAD_MULTIPLE
         return multiple
 
-    def _loader(self, split: str, batch_size: int | None, shuffle: bool = False, sampler=None) -> DataLoader:
+    def _loader(self, split: str, batch_size: int | None, sampler=None) -> DataLoader:
         # Stateful: Lightning saves how far through the epoch it is, so a run resumed from a mid-epoch
         # checkpoint goes on with the batches it had not seen, in the same order.
         self.collate.multiple = self.pad_multiple()
         return StatefulDataLoader(
             self.datasets[split],
             batch_size=batch_size,
-            shuffle=shuffle,
             sampler=sampler,
             collate_fn=self.collate,
             num_workers=self.hparams.num_workers,
@@ -191,13 +190,16 @@ class IMDbDataModule(L.LightningDataModule):
         )
 
     def state_dict(self) -> dict:
-        # Kept in checkpoints by Lightning: export writes the sizes into the model card.
-        return {split: len(self.datasets[split]) for split in ("train", "val") if split in self.datasets}
+        # Kept in checkpoints by Lightning: export writes the sizes into the model card, and a resume must
+        # pad as the run did (checkpoints/resume_rules.py).
+        sizes = {split: len(self.datasets[split]) for split in ("train", "val") if split in self.datasets}
+        return {**sizes, "pad_to_multiple_of": self.pad_multiple()}
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         if not hp.group_by_length:
-            return self._loader("train", hp.batch_size, shuffle=True)
+            sampler = shuffled_sampler(self.datasets["train"], self.trainer, hp.seed)
+            return self._loader("train", hp.batch_size, sampler=sampler)
         sampler = LengthGroupedSampler(
             token_lengths(self.datasets["train"]),
             hp.batch_size,

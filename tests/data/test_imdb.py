@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 from conftest import IMDB_FEATURES, make_rows, write_hub_layout
-from datasets import Dataset
+from datasets import ClassLabel, Dataset, Features, Value
 
 from bert_imdb.data.imdb import load_imdb
 from bert_imdb.errors import UserError
@@ -55,3 +55,29 @@ def test_two_folders_of_the_same_name_and_readme_load_their_own_reviews(tmp_path
     )
     assert len(load_imdb(str(small))["train"]) == 40
     assert len(load_imdb(str(large))["train"]) == 60  # not the cached 40 of the first
+
+
+@pytest.mark.parametrize(
+    "names", [["pos", "neg"], ["Negative", "Positive"], ["positive", "negative"]], ids=lambda n: "-".join(n)
+)
+def test_class_label_names_are_mapped_by_name_not_by_id(tmp_path, names):
+    """ClassLabel(names=["pos", "neg"]) gives positive reviews the id 0: relabelled by id, every label flipped."""
+    features = Features({"text": Value("string"), "label": ClassLabel(names=names)})
+    positive = next(i for i, name in enumerate(names) if name.lower().startswith("pos"))
+    rows = [
+        {"text": f"{'great' if i % 2 else 'awful'} film {i}", "label": positive if i % 2 else 1 - positive}
+        for i in range(10)
+    ]
+    for split in ("train", "test"):
+        Dataset.from_list(rows, features=features).to_parquet(str(tmp_path / f"{split}.parquet"))
+    data = load_imdb(str(tmp_path))
+    assert data["train"].features["label"].names == ["neg", "pos"]
+    assert {row["text"].split()[0]: row["label"] for row in data["train"]} == {"awful": 0, "great": 1}
+
+
+def test_class_label_names_that_say_nothing_of_sentiment_are_refused(tmp_path):
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["good", "bad"])})
+    for split in ("train", "test"):
+        Dataset.from_list(make_rows(4, 0), features=features).to_parquet(str(tmp_path / f"{split}.parquet"))
+    with pytest.raises(UserError, match="names its labels good, bad: name them neg and pos"):
+        load_imdb(str(tmp_path))

@@ -3,6 +3,7 @@ import re
 
 import pytest
 import torch
+from conftest import training_batches
 
 from bert_imdb.data.imdb import load_imdb_text
 from bert_imdb.data.pretraining import IMDbPretrainingDataModule, sentence_pairs
@@ -31,7 +32,7 @@ def test_masking_selects_15_percent_of_ordinary_tokens_80_10_10(tiny_model, text
     torch.manual_seed(0)
     special = torch.tensor(dm.tokenizer.all_special_ids)
     ordinary = selected = as_mask = unchanged = 0
-    for batch in dm.train_dataloader():
+    for batch in training_batches(dm):
         tokens, chosen = originals(batch), batch["labels"] != -100
         is_special = torch.isin(tokens, special)
         assert (batch["attention_mask"] == 0).any(), "line-by-line batches should need padding"
@@ -53,7 +54,7 @@ def test_whole_word_masking_masks_all_pieces_of_a_word(tiny_model, text_dataset)
     dm.setup("fit")
     torch.manual_seed(0)
     pieces_masked = 0
-    for batch in dm.train_dataloader():
+    for batch in training_batches(dm):
         chosen = batch["labels"] != -100
         for row, tokens in enumerate(originals(batch).tolist()):
             for i, token in enumerate(dm.tokenizer.convert_ids_to_tokens(tokens)):
@@ -70,7 +71,7 @@ def test_blocks_have_exactly_max_length_tokens(tiny_model, text_dataset):
         assert {len(ids) for ids in dm.datasets[split]["input_ids"]} == {24}
     # Concatenated, not one review per block: reviews are 10 to 60 tokens, and blocks cross their borders.
     assert any(ids.count(dm.tokenizer.cls_token_id) > 1 for ids in dm.datasets["train"]["input_ids"])
-    assert next(iter(dm.train_dataloader()))["input_ids"].shape == (16, 24)
+    assert next(training_batches(dm))["input_ids"].shape == (16, 24)
 
 
 def test_validation_masks_are_drawn_once_and_the_same_in_every_run(tiny_model, text_dataset):
@@ -121,7 +122,7 @@ def test_nsp_pairs_are_half_true_half_random_with_segment_ids():
 def test_nsp_batches_carry_segments_and_labels(tiny_pretraining_model, text_dataset):
     dm = datamodule(tiny_pretraining_model, text_dataset, nsp=True, max_length=48)
     dm.setup("fit")
-    for batch in (next(iter(dm.train_dataloader())), next(iter(dm.val_dataloader()))):
+    for batch in (next(training_batches(dm)), next(iter(dm.val_dataloader()))):
         assert set(batch["next_sentence_label"].tolist()) == {0, 1}
         assert (batch["token_type_ids"] == 1).any()
         assert (batch["labels"] != -100).any()
@@ -141,3 +142,17 @@ def test_nsp_batches_carry_segments_and_labels(tiny_pretraining_model, text_data
 def test_bad_settings_are_named(tiny_model, text_dataset, settings, message):
     with pytest.raises(UserError, match=re.escape(message)):
         datamodule(tiny_model, text_dataset, **settings).setup("fit")
+
+
+def test_training_masks_come_from_the_main_process_whatever_the_workers(tiny_model, text_dataset):
+    """Masks drawn in DataLoader workers come from their random states, which no checkpoint holds: a run
+    resumed mid-epoch with workers masked differently from the run it continues. Drawn in the main process,
+    whose generator checkpoints keep, they are the same with 0 or 2 workers."""
+    masks = {}
+    for workers in (0, 2):
+        dm = datamodule(tiny_model, text_dataset, num_workers=workers)
+        dm.setup("fit")
+        torch.manual_seed(0)
+        masks[workers] = [batch["labels"] for batch in training_batches(dm)]
+    assert len(masks[0]) > 2
+    assert all(torch.equal(a, b) for a, b in zip(masks[0], masks[2], strict=True))

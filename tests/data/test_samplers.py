@@ -6,8 +6,9 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import AutoTokenizer
 
 from bert_imdb.data.collate import CollateWithStrings
+from bert_imdb.data.pretraining import IMDbPretrainingDataModule
 from bert_imdb.data.samplers import LengthGroupedSampler, padded_length
-from bert_imdb.data.sentiment import ACCELERATOR_PAD_MULTIPLE
+from bert_imdb.data.sentiment import ACCELERATOR_PAD_MULTIPLE, IMDbDataModule
 from bert_imdb.errors import UserError
 
 # Long-tailed like IMDb: most reviews short, a few very long.
@@ -125,3 +126,25 @@ def test_too_few_examples_for_one_batch_per_process_is_a_clear_error():
         LengthGroupedSampler(LENGTHS[:10], batch_size=8, num_replicas=2)
     with pytest.raises(UserError, match=r"lower data\.max_tokens"):
         LengthGroupedSampler(LENGTHS[:3], batch_size=8, num_replicas=2, max_tokens=4096)
+
+
+def epoch_order(loader, epoch: int) -> list[int]:
+    """The training order of `epoch`, told its epoch as Lightning tells the loader's sampler."""
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    return list(loader.sampler)
+
+
+@pytest.mark.parametrize("task", ["classifier, random batches", "masked LM"])
+def test_a_new_loader_trains_epoch_k_in_the_order_of_epoch_k(tiny_model, hub_dataset, text_dataset, task):
+    """A run resumed at an epoch's end builds a new loader: its epoch 2 must be the uninterrupted run's epoch
+    2 (a DataLoader's own shuffle gives a new loader epoch 0's order, one permutation per iter())."""
+    if task == "masked LM":
+        dm = IMDbPretrainingDataModule(text_dataset, tiny_model, max_length=32, val_reviews=20)
+    else:
+        dm = IMDbDataModule(hub_dataset, tiny_model, max_length=32, group_by_length=False)
+    dm.setup("fit")
+    uninterrupted = dm.train_dataloader()
+    orders = [epoch_order(uninterrupted, epoch) for epoch in range(3)]
+    assert len({tuple(order) for order in orders}) == 3, "epochs should differ"
+    assert epoch_order(dm.train_dataloader(), 2) == orders[2]
