@@ -38,7 +38,7 @@ class SlurmRequeue(Callback):
 
     def __init__(self):
         self._signalled = False
-        self._saved = self._at_epoch_end = False
+        self._saved = self._at_epoch_end = self._requested = False
         self._group = None
         self._pending = None
         self._flag = torch.zeros(1)
@@ -70,7 +70,14 @@ class SlurmRequeue(Callback):
         return agreed
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not SLURMEnvironment.detect() or self._saved or not self._agreed():
+        if not SLURMEnvironment.detect() or self._saved:
+            return
+        self._requested = self._agreed() or self._requested
+        # Accumulated gradients are not in checkpoints: a save inside an accumulation window would lose its
+        # first micro-batches. Lightning steps the optimizer after every accumulate_grad_batches-th batch
+        # of an epoch, and after its last.
+        step_taken = (batch_idx + 1) % trainer.accumulate_grad_batches == 0 or trainer.is_last_batch
+        if not (self._requested and step_taken):
             return
         self._saved = True
         if trainer.is_last_batch:

@@ -14,7 +14,9 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, tiny_args
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
+from bert_imdb.callbacks.slurm_requeue import SlurmRequeue
 from bert_imdb.cli import cli_main
 
 SLURM_JOB = {
@@ -80,6 +82,34 @@ def test_sigusr1_checkpoints_requeues_and_the_rerun_resumes(tiny_model, hub_data
     run = workdir / "lightning_logs" / "tiny" / "job4242"
     assert {"config.yaml", "config-1.yaml"} <= {p.name for p in run.iterdir()}
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] > saved_step
+
+
+class Trainer:
+    """What SlurmRequeue reads of a one-process trainer mid-epoch."""
+
+    world_size, is_last_batch = 1, False
+
+    def __init__(self, accumulate_grad_batches: int):
+        self.accumulate_grad_batches = accumulate_grad_batches
+
+
+@pytest.mark.parametrize(
+    ("accumulate", "signalled_at", "saved_at"), [(1, 0, 0), (2, 0, 1), (4, 1, 3), (4, 3, 3)]
+)
+def test_the_requeue_saves_only_where_an_optimizer_step_was_taken(
+    monkeypatch, accumulate, signalled_at, saved_at
+):
+    """Accumulated gradients are not in checkpoints: saved inside an accumulation window, the window's first
+    micro-batches would never train after the requeue."""
+    monkeypatch.setattr(SLURMEnvironment, "detect", staticmethod(lambda: True))
+    requeue, saves = SlurmRequeue(), []
+    monkeypatch.setattr(requeue, "_save_and_requeue", lambda trainer: saves.append(batch_idx))
+    trainer = Trainer(accumulate)
+    for batch_idx in range(8):
+        if batch_idx == signalled_at:
+            requeue._note(signal.SIGUSR1, None)
+        requeue.on_train_batch_end(trainer, None, None, None, batch_idx)
+    assert saves == [saved_at]
 
 
 @pytest.mark.parametrize("template", ["one-node.sbatch", "multi-node.sbatch"])
