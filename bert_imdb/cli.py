@@ -21,7 +21,12 @@ from bert_imdb.callbacks.throughput import TokenThroughputMonitor
 from bert_imdb.callbacks.validation_record import ValidationRecord
 from bert_imdb.checkpoints.atomic_io import AtomicCheckpointIO
 from bert_imdb.checkpoints.loading import load_checkpoint
-from bert_imdb.checkpoints.resume_rules import RESUME_MUST_MATCH, check_resumable, check_same_model_class
+from bert_imdb.checkpoints.resume_rules import (
+    IN_CONFIG,
+    NOT_RECORDED,
+    check_resumable,
+    check_same_model_class,
+)
 from bert_imdb.data.review_files import scan_reviews
 from bert_imdb.data.sentiment import IMDbDataModule
 from bert_imdb.errors import UserError
@@ -208,10 +213,9 @@ def _check_same_setup(ckpt_path: str | Path, config) -> None:
     checkpoint = load_checkpoint(str(ckpt_path), mmap=True)
     check_same_model_class(ckpt_path, checkpoint, config.model.class_path)
     from_config = {}
-    for name in RESUME_MUST_MATCH:
+    for name in IN_CONFIG:
         section, _, key = name.partition(".")
-        if section in ("model", "data"):
-            from_config[name] = config[section].init_args.get(key)
+        from_config[name] = config[section].init_args.get(key, NOT_RECORDED)
     check_resumable(ckpt_path, checkpoint, from_config)
 
 

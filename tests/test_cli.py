@@ -315,6 +315,23 @@ def test_two_commands_on_one_run_save_their_configs_under_different_names(tmp_pa
     [
         ("--data.max_length=48", "was trained with data.max_length=64, this run has data.max_length=48"),
         ("--model.model_name_or_path={other}", "was trained with model.model_name_or_path="),
+        # The case: a resume with another data size trained nothing and said nothing.
+        (
+            "--data.max_train_samples=16",
+            "data.max_train_samples=None, this run has data.max_train_samples=16",
+        ),
+        ("--seed_everything=7", "data.seed=42, this run has data.seed=7"),
+        ("--data.val_fraction=0.3", "data.val_fraction=0.2, this run has data.val_fraction=0.3"),
+        ("--data.truncation=tail", "data.truncation=head+tail, this run has data.truncation=tail"),
+        (
+            "--data.group_by_length=false",
+            "data.group_by_length=True, this run has data.group_by_length=False",
+        ),
+        ("--data.max_tokens=128", "data.max_tokens=None, this run has data.max_tokens=128"),
+        (
+            "--data.pad_to_multiple_of=8",
+            "(resolved for the device)=None, this run has data.pad_to_multiple_of",
+        ),
     ],
 )
 def test_resuming_with_another_setup_stops(

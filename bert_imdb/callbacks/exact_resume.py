@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from bert_imdb.checkpoints.random_state import rng_states, seed_generators, set_rng_states
-from bert_imdb.checkpoints.resume_rules import check_resumable
+from bert_imdb.checkpoints.resume_rules import NOT_RECORDED, check_resumable
 
 
 class ExactResume(Callback):
@@ -56,9 +56,11 @@ class ExactResume(Callback):
         data = trainer.datamodule.hparams if trainer.datamodule is not None else {}
         now = {
             "processes": trainer.world_size,
-            "data.batch_size": data.get("batch_size"),
+            "data.batch_size": data.get("batch_size", NOT_RECORDED),
             "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
         }
+        if hasattr(trainer.datamodule, "pad_multiple"):
+            now["data.pad_to_multiple_of (resolved for the device)"] = trainer.datamodule.pad_multiple()
         check_resumable(trainer.ckpt_path, checkpoint, now)
 
     def restore_generators(self, trainer) -> bool:

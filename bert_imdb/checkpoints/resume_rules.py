@@ -8,24 +8,49 @@ once the Trainer exists (callbacks/exact_resume.py). Both read this one table.
 
 from bert_imdb.errors import UserError
 
-# Each setting, and where a checkpoint keeps it: (part of the checkpoint, key there). "callbacks/<name>" is
-# a callback's state.
+MODEL, DATA = "hyper_parameters", "datamodule_hyper_parameters"
+NOT_RECORDED = object()  # a setting a checkpoint or a config does not have (older, or another task's)
+# Each setting that fixes the model, the data order, the train/validation split or the list of steps, and
+# where a checkpoint keeps it: (part of the checkpoint, key there). "callbacks/<name>" is a callback's state,
+# "datamodule state" what the data module's state_dict recorded. A data module without the key (the MLM
+# one has no truncation, the classifier's no mlm_probability) is not checked for it.
 RESUME_MUST_MATCH = {
-    "model.model_name_or_path": ("hyper_parameters", "model_name_or_path"),
-    "model.nsp": ("hyper_parameters", "nsp"),
-    "data.max_length": ("datamodule_hyper_parameters", "max_length"),
-    "data.batch_size": ("datamodule_hyper_parameters", "batch_size"),
+    "model.model_name_or_path": (MODEL, "model_name_or_path"),
+    "model.nsp": (MODEL, "nsp"),
+    "data.max_length": (DATA, "max_length"),
+    "data.batch_size": (DATA, "batch_size"),
+    "data.seed": (DATA, "seed"),
+    "data.val_fraction": (DATA, "val_fraction"),
+    "data.max_train_samples": (DATA, "max_train_samples"),
+    "data.truncation": (DATA, "truncation"),
+    "data.group_by_length": (DATA, "group_by_length"),
+    "data.max_tokens": (DATA, "max_tokens"),
+    "data.val_reviews": (DATA, "val_reviews"),
+    "data.max_train_reviews": (DATA, "max_train_reviews"),
+    "data.line_by_line": (DATA, "line_by_line"),
+    "data.mlm_probability": (DATA, "mlm_probability"),
+    "data.whole_word_mask": (DATA, "whole_word_mask"),
+    "data.pad_to_multiple_of (resolved for the device)": ("datamodule state", "pad_to_multiple_of"),
     "processes": ("callbacks/ExactResume", "world_size"),
     "trainer.accumulate_grad_batches": ("callbacks/ExactResume", "accumulate_grad_batches"),
 }
+# Checked from the config, before the classes are built: the model's and data module's own arguments.
+IN_CONFIG = [name for name, (part, _) in RESUME_MUST_MATCH.items() if part in (MODEL, DATA)]
 
 
 def saved_setting(checkpoint: dict, name: str):
-    """The value of setting `name` the checkpoint was trained with (None where it did not record it)."""
+    """The value of setting `name` the checkpoint was trained with, or NOT_RECORDED (None is a value)."""
     part, key = RESUME_MUST_MATCH[name]
     if part.startswith("callbacks/"):
-        return checkpoint.get("callbacks", {}).get(part.removeprefix("callbacks/"), {}).get(key)
-    return checkpoint.get(part, {}).get(key)
+        found = checkpoint.get("callbacks", {}).get(part.removeprefix("callbacks/"), {})
+    elif part == "datamodule state":
+        # Lightning keeps it under the data module's class name.
+        found = next(
+            (v for k, v in checkpoint.items() if k.endswith("DataModule") and isinstance(v, dict)), {}
+        )
+    else:
+        found = checkpoint.get(part, {})
+    return found.get(key, NOT_RECORDED)
 
 
 def check_same_model_class(ckpt_path, checkpoint: dict, class_path: str) -> None:
@@ -42,11 +67,11 @@ def check_same_model_class(ckpt_path, checkpoint: dict, class_path: str) -> None
 
 def check_resumable(ckpt_path, checkpoint: dict, now: dict) -> None:
     """Stop, in one line naming each setting and both values, a resume where a setting of `now` (names of
-    RESUME_MUST_MATCH: this run's values) differs from the checkpoint's. Unrecorded values are not compared."""
+    RESUME_MUST_MATCH: this run's values) differs from the checkpoint's. NOT_RECORDED on either side is not
+    compared."""
+    pairs = [(name, saved_setting(checkpoint, name), value) for name, value in now.items()]
     changed = [
-        (name, saved_setting(checkpoint, name), value)
-        for name, value in now.items()
-        if value is not None and saved_setting(checkpoint, name) not in (None, value)
+        (name, was, value) for name, was, value in pairs if NOT_RECORDED not in (was, value) and was != value
     ]
     if changed:
         then = ", ".join(f"{name}={was}" for name, was, _ in changed)
