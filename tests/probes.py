@@ -204,3 +204,27 @@ class NoTensorReads(L.Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._watching(False)
+
+
+class RecordTrainedBatches(L.Callback):
+    def __init__(self, path: str):
+        """Append, for every training batch, its step, epoch, learning rate and a fingerprint of its tokens,
+        masks and labels to the JSON-lines file `path` (rank 0).
+
+        Args:
+            path: The file.
+        """
+        self.path = Path(path)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_rank != 0:
+            return
+        parts = [batch[key].tolist() for key in ("input_ids", "attention_mask", "labels") if key in batch]
+        row = {
+            "step": trainer.global_step,
+            "epoch": trainer.current_epoch,
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "batch": hashlib.sha1(json.dumps(parts).encode()).hexdigest(),
+        }
+        with self.path.open("a") as file:
+            file.write(json.dumps(row) + "\n")
