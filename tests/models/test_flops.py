@@ -29,17 +29,23 @@ def test_model_flops_match_torchs_count_of_the_matmuls(tiny_model):
             assert model_flops(model, [9, 9, 9], backward=backward) == counted
 
 
-def test_the_masked_lm_head_is_counted_on_the_scored_positions_only(tiny_model):
-    module = MaskedLanguageModel(tiny_model)
-    module.model.config._attn_implementation = "eager"
+def masked_batch(scored: list[tuple[int, int]]) -> dict:
+    """Three unpadded sequences of 9 tokens, with the masked-LM labels at the `scored` (row, column)s."""
     labels = torch.full((3, 9), -100)
-    labels[0, 2], labels[1, 5], labels[2, 7], labels[2, 1] = 7, 8, 9, 10
-    batch = {
+    for n, (row, column) in enumerate(scored):
+        labels[row, column] = 7 + n
+    return {
         "input_ids": torch.randint(5, 40, (3, 9)),
         "attention_mask": torch.ones(3, 9, dtype=torch.long),
         "labels": labels,
         MASKED_INDEX: (labels.flatten() != -100).nonzero().squeeze(1),
     }
+
+
+def test_the_masked_lm_head_is_counted_on_the_scored_positions_only(tiny_model):
+    # Eager attention: its two matmuls are plain bmm's, which torch's counter counts exactly.
+    module = MaskedLanguageModel(tiny_model, attn_implementation="eager")
+    batch = masked_batch([(0, 2), (1, 5), (2, 7), (2, 1)])
     counted = counted_flops(lambda: module._forward(batch)[0], backward=True)
     assert FlopCounter(module.model)([9, 9, 9], masked=4) == counted
 
@@ -58,13 +64,6 @@ def test_the_throughput_count_takes_the_head_where_it_ran(tiny_model, scored_onl
     """With head_on_masked_only false the head runs on every position, and so must the count (it counted the
     scored ones only)."""
     module = MaskedLanguageModel(tiny_model, attn_implementation="eager", head_on_masked_only=scored_only)
-    labels = torch.full((3, 9), -100)
-    labels[0, 2], labels[1, 5], labels[2, 7] = 7, 8, 9
-    batch = {
-        "input_ids": torch.randint(5, 40, (3, 9)),
-        "attention_mask": torch.ones(3, 9, dtype=torch.long),
-        "labels": labels,
-        MASKED_INDEX: (labels.flatten() != -100).nonzero().squeeze(1),
-    }
+    batch = masked_batch([(0, 2), (1, 5), (2, 7)])
     counted = counted_flops(lambda: module._forward(batch)[0], backward=True)
     assert FlopCounter(module.model)([9, 9, 9], masked=head_positions(module, batch)) == counted
