@@ -119,7 +119,7 @@ def test_profile_steps_masked_lm_settings_build_what_their_rows_say(tiny_model):
         config = module.model.config
         assert config._attn_implementation == ("eager" if "eager" in name else "sdpa"), name
         assert config.attention_probs_dropout_prob == (0.1 if "dropout 0.1" in name else 0.0), name
-        assert module._scored_only == ("scored positions" in name), name
+        assert module.head_on_scored_positions == ("scored positions" in name), name
 
 
 @pytest.mark.slow
