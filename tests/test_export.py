@@ -116,8 +116,11 @@ def test_export_writes_a_model_card_with_the_runs_metrics(tiny_model, hub_datase
     cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={out}"])
     front, text = card(out)
     assert front["pipeline_tag"] == "text-classification" and "base_model" not in front  # a local folder
-    assert f"- **Base model**: `{tiny_model}`" in text
-    assert f"- **Training data**: `{hub_dataset}`: 320 training reviews, 80 held out for validation." in text
+    assert f"- **Base model**: `{Path(tiny_model).name}`" in text  # a local path by its name only
+    assert (
+        f"- **Training data**: `{Path(hub_dataset).name}`: 320 training reviews, 80 held out for validation."
+        in text
+    )
     # max_length 64, head+tail: the first 64 // 4 and the rest but [CLS] and [SEP] from the end.
     assert "kept their first 16 and last 46 tokens (head+tail)" in text and "bert_imdb predict" in text
     val_acc = re.search(r"val_acc(\d\.\d{4})", best_checkpoint.name).group(1)
@@ -144,3 +147,13 @@ def test_export_writes_a_model_card_with_the_runs_metrics(tiny_model, hub_datase
     torch.save(checkpoint, moved)
     cli_main(["export", f"--ckpt_path={moved}", f"--output_dir={workdir / 'older'}"])
     assert "| `val/acc` | not recorded |" in card(workdir / "older")[1]
+
+
+def test_the_model_card_holds_no_local_path(tiny_model, hub_dataset, workdir, best_checkpoint):
+    """A card is for publishing: it held the absolute paths of the checkpoint, the model and the data."""
+    out = workdir / "exported"
+    cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={out}"])
+    card = (out / "README.md").read_text()
+    for local in (str(best_checkpoint), tiny_model, hub_dataset, str(workdir.parent)):
+        assert local not in card, local
+    assert f"`{best_checkpoint.name}`" in card and f"`{Path(tiny_model).name}`" in card

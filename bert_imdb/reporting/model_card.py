@@ -6,7 +6,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bert_imdb.data.truncation import head_tokens
-from bert_imdb.sources import is_hub_id
+from bert_imdb.sources import is_hub_id, looks_like_path
 
 NOT_RECORDED = "not recorded"
 
@@ -66,14 +66,26 @@ def _metrics_table(metrics: dict[str, float | str]) -> str:
     return "| metric | value |\n|---|---|\n" + "\n".join(rows)
 
 
+def _public(value):
+    """A setting as a published card may show it: a local path by its last part only (where a model or the
+    reviews lay on the machine that trained it is nobody's business, and means nothing elsewhere)."""
+    if isinstance(value, str) and looks_like_path(value):
+        return Path(value).name
+    return value
+
+
 def model_card(module_class: type, checkpoint: dict, ckpt_path: str, sizes: dict) -> str:
     """The card of an exported checkpoint of `module_class`, with the sizes its data module recorded."""
     kind = module_class.__name__
-    model = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    model = {k: _public(v) for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
     data = {
-        k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if not k.startswith("_")
+        k: _public(v)
+        for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items()
+        if not k.startswith("_")
     }
     base, dataset = model["model_name_or_path"], data.get("dataset", NOT_RECORDED)
+    trained = checkpoint["hyper_parameters"]["model_name_or_path"]
+    read = checkpoint.get("datamodule_hyper_parameters", {}).get("dataset", NOT_RECORDED)
     classifier = kind == "SentimentClassifier"
     metadata = {
         "library_name": "transformers",
@@ -81,9 +93,9 @@ def model_card(module_class: type, checkpoint: dict, ckpt_path: str, sizes: dict
         "language": ["en"],
         "tags": ["bert_imdb", "sentiment-analysis" if classifier else "masked-language-modeling"],
     }
-    if is_hub_id(base):
+    if is_hub_id(trained):
         metadata["base_model"] = base
-    if is_hub_id(dataset):
+    if is_hub_id(read):
         metadata["datasets"] = [dataset]
     metrics = recorded_metrics(module_class, checkpoint, ckpt_path)
     what = (
@@ -128,10 +140,10 @@ def model_card(module_class: type, checkpoint: dict, ckpt_path: str, sizes: dict
 {yaml.safe_dump(metadata, sort_keys=False).strip()}
 ---
 
-# {base if is_hub_id(base) else Path(base).name}, {"fine-tuned" if classifier else "pre-trained further"} on IMDb
+# {base}, {"fine-tuned" if classifier else "pre-trained further"} on IMDb
 
 This is {what}, exported by bert_imdb (`python -m bert_imdb export`) from
-`{ckpt_path}` (global step {checkpoint.get("global_step", NOT_RECORDED)}, epoch {checkpoint.get("epoch", NOT_RECORDED)}).
+`{Path(ckpt_path).name}` (global step {checkpoint.get("global_step", NOT_RECORDED)}, epoch {checkpoint.get("epoch", NOT_RECORDED)}).
 
 - **Base model**: `{base}`
 - **Training data**: `{dataset}`: {trained_on}.
