@@ -41,8 +41,9 @@ def check_checkpoint_file(ckpt_path: str) -> None:
 
 
 def load_checkpoint(ckpt_path: str, mmap: bool = False) -> dict:
-    """A Lightning checkpoint's contents, loaded with `weights_only` (no arbitrary code runs); with `mmap`,
-    tensors are mapped from the file rather than read, for a cheap look at the hyperparameters."""
+    """A Lightning checkpoint's contents, loaded with `weights_only` (no arbitrary code runs), its checksums
+    and weights checked; with `mmap`, tensors are mapped from the file rather than copied into memory (the
+    checks still read it once), for the CLI's look before a command runs."""
     check_checkpoint_file(ckpt_path)
     try:
         checkpoint = torch.load(

@@ -7,6 +7,7 @@ once the Trainer exists (callbacks/exact_resume.py). Both read this one table.
 """
 
 from bert_imdb.errors import UserError
+from bert_imdb.tasks import data_module_state
 
 MODEL, DATA = "hyper_parameters", "datamodule_hyper_parameters"
 NOT_RECORDED = object()  # a setting a checkpoint or a config does not have (older, or another task's)
@@ -44,10 +45,7 @@ def saved_setting(checkpoint: dict, name: str):
     if part.startswith("callbacks/"):
         found = checkpoint.get("callbacks", {}).get(part.removeprefix("callbacks/"), {})
     elif part == "datamodule state":
-        # Lightning keeps it under the data module's class name.
-        found = next(
-            (v for k, v in checkpoint.items() if k.endswith("DataModule") and isinstance(v, dict)), {}
-        )
+        found = data_module_state(checkpoint)
     else:
         found = checkpoint.get(part, {})
     return found.get(key, NOT_RECORDED)

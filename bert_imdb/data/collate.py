@@ -5,6 +5,7 @@ masked-LM batches the flat positions of the scored tokens (`MASKED_INDEX`): thro
 share and the attention mask are worked out from them without waiting for the device.
 """
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from bert_imdb.data.samplers import padded_length
@@ -42,8 +43,13 @@ class CollateWithStrings:
 
 def with_host_counts(batch: dict, features: list[dict]) -> dict:
     """The batch with what the host knows before it moves: each example's length, and the flat positions of
-    the scored tokens (labels other than -100), read from the batch's CPU tensors. MaskedLanguageModel picks
-    the scored positions with them without reading the mask back from the device."""
+    its scored tokens."""
     batch[LENGTHS] = [len(f["input_ids"]) for f in features]
-    batch[MASKED_INDEX] = (batch["labels"].flatten() != -100).nonzero().squeeze(1)
+    batch[MASKED_INDEX] = scored_positions(batch["labels"])
     return batch
+
+
+def scored_positions(labels: torch.Tensor) -> torch.Tensor:
+    """The flat positions of a masked-LM batch's scored tokens (labels other than -100), read from its CPU
+    tensor: MaskedLanguageModel picks them without reading the mask back from the device."""
+    return (labels.flatten() != -100).nonzero().squeeze(1)

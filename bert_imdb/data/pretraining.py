@@ -15,7 +15,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from bert_imdb.data.collate import LENGTHS, MASKED_INDEX, with_host_counts
+from bert_imdb.data.collate import LENGTHS, MASKED_INDEX, scored_positions, with_host_counts
 from bert_imdb.data.imdb import load_imdb_text
 from bert_imdb.data.samplers import EvaluationSampler, shuffled_sampler
 from bert_imdb.errors import UserError
@@ -184,7 +184,7 @@ class MaskingCollator:
         batch["input_ids"], batch["labels"] = self.collate.torch_mask_tokens(
             batch["input_ids"], batch.pop("special_tokens_mask"), batch.pop("offset_mapping", None)
         )
-        batch[MASKED_INDEX] = (batch["labels"].flatten() != -100).nonzero().squeeze(1)
+        batch[MASKED_INDEX] = scored_positions(batch["labels"])
         return batch
 
 

@@ -77,15 +77,13 @@ def _public(value):
 def model_card(module_class: type, checkpoint: dict, ckpt_path: str, sizes: dict) -> str:
     """The card of an exported checkpoint of `module_class`, with the sizes its data module recorded."""
     kind = module_class.__name__
-    model = {k: _public(v) for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
-    data = {
-        k: _public(v)
-        for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items()
-        if not k.startswith("_")
-    }
+    saved_model, saved_data = (
+        checkpoint["hyper_parameters"],
+        checkpoint.get("datamodule_hyper_parameters", {}),
+    )
+    model = {k: _public(v) for k, v in saved_model.items() if not k.startswith("_")}
+    data = {k: _public(v) for k, v in saved_data.items() if not k.startswith("_")}
     base, dataset = model["model_name_or_path"], data.get("dataset", NOT_RECORDED)
-    trained = checkpoint["hyper_parameters"]["model_name_or_path"]
-    read = checkpoint.get("datamodule_hyper_parameters", {}).get("dataset", NOT_RECORDED)
     classifier = kind == "SentimentClassifier"
     metadata = {
         "library_name": "transformers",
@@ -93,9 +91,10 @@ def model_card(module_class: type, checkpoint: dict, ckpt_path: str, sizes: dict
         "language": ["en"],
         "tags": ["bert_imdb", "sentiment-analysis" if classifier else "masked-language-modeling"],
     }
-    if is_hub_id(trained):
+    # Decided on the saved values: a local folder shown by its name alone could read as a Hub id.
+    if is_hub_id(saved_model["model_name_or_path"]):
         metadata["base_model"] = base
-    if is_hub_id(read):
+    if is_hub_id(saved_data.get("dataset", NOT_RECORDED)):
         metadata["datasets"] = [dataset]
     metrics = recorded_metrics(module_class, checkpoint, ckpt_path)
     what = (
