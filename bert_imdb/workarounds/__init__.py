@@ -7,6 +7,7 @@ version's behaviour changes (tests/workarounds/), saying the workaround can go.
 - tensorboard_file_writer: raw HPARAMS summaries.
 - cpu_bf16: native bf16 on the CPU.
 - recompile_limit: torch.compile's recompilation limit, for CUDA graphs per batch shape.
+- weighted_mean: torchmetrics' MeanMetric, which drops its weights when its per-update NaN check is off.
 
 Two more work around a library through public API only, and live where they are used:
 models/inputs.py (transformers' read of the padding mask back from the device) and
