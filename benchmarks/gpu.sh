@@ -5,7 +5,8 @@
 # packed reviews of `python benchmarks/payload.py pack` (MODEL_DIR its model/, DATA_DIR its imdb/).
 # Each part writes its JSON and Markdown into RESULTS_DIR; summary.txt says how each ended and how long it
 # took. A part that fails is recorded, and the next one runs. About 6 minutes on one H100 (budget: 8).
-#   (e) sync check: training steps under torch.cuda.set_sync_debug_mode("error") (first: it is quick)
+#   (e) sync check: training and validation steps under torch.cuda.set_sync_debug_mode("error"), of the
+#       classifier and of MLM (first: it is quick)
 #   (a) the seed recipe, peer and bert_imdb: all-MiniLM-L6-v2, 1,000/500 reviews, 3 epochs, batch 8
 #   (b) bert-base shapes (random weights), peer and bert_imdb: batch 32, max length 512
 #   (c) all-MiniLM-L6-v2 on full IMDb (configs/full-minilm.yaml): fit and test, timed
@@ -40,12 +41,14 @@ if [ "${GPU_SH_QUICK:-0}" = 1 ]; then
         --override=--data.max_val_samples=16 --override=--data.max_test_samples=16
         --override=--trainer.max_epochs=1 --override=--data.num_proc=1 --override=--data.num_workers=0)
     MLM=(--lever-steps 3 --train-samples 60 --test-samples 40 --max-length 32 --batch-size 8)
+    MLM_SYNC=("${MLM[@]}")
 else
     SYNC=(--lever-steps 20 --train-samples 1000 --test-samples 100 --batch-size 32 --max-length 512)
     SEED=()
     SHAPES=(--train-samples 4000 --test-samples 500 --epochs 1 --batch-size 32 --max-length 512)
     FULL=()
     MLM=(--lever-steps 200 --train-samples 5000 --test-samples 200 --max-length 128 --batch-size 32)
+    MLM_SYNC=(--lever-steps 20 --train-samples 1000 --test-samples 200 --max-length 128 --batch-size 32)
 fi
 
 part() {
@@ -61,6 +64,7 @@ BENCH=(python -m bert_imdb.bench --model "$MODEL" --dataset "$DATA" --output-dir
 echo "gpu.sh $(date -u +%FT%TZ) on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo 'no GPU')" \
     >>"$RESULTS/summary.txt"
 part "e sync check" "${BENCH[@]}" --sync-check "${SYNC[@]}"
+part "e MLM sync check" "${BENCH[@]}" --sync-check --mlm "${MLM_SYNC[@]}"
 part "a seed recipe" "${BENCH[@]}" "${SEED[@]}"
 part "b bert-base shapes" "${BENCH[@]}" --shape bert-base "${SHAPES[@]}"
 part "c full IMDb" "${BENCH[@]}" --config configs/full-minilm.yaml "${FULL[@]}"

@@ -11,7 +11,9 @@ from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins import Precision
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from bert_imdb.callbacks.early_stopping import EarlyStop
 from bert_imdb.callbacks.exact_resume import ExactResume
 from bert_imdb.callbacks.last_checkpoint import LastCheckpoint
 from bert_imdb.callbacks.predictions import PredictionWriter
@@ -33,6 +35,7 @@ from bert_imdb.errors import UserError
 from bert_imdb.export import export
 from bert_imdb.models.classifier import SentimentClassifier
 from bert_imdb.precision import checked_precision
+from bert_imdb.quiet import quiet_library_noise
 from bert_imdb.tasks import check_pairing
 from bert_imdb.workarounds.fit_loop import ExactResumeFitLoop
 
@@ -86,6 +89,8 @@ class BertImdbCLI(LightningCLI):
                 "last_checkpoint.enable_version_counter": False,
             }
         )
+        # Off unless early_stopping.patience is set; watches checkpoint.monitor unless told otherwise.
+        parser.add_lightning_class_args(EarlyStop, "early_stopping")
         parser.add_lightning_class_args(ExactResume, "exact_resume")
         parser.add_lightning_class_args(SlurmRequeue, "slurm_requeue")
         parser.add_lightning_class_args(ValidationRecord, "validation_record")
@@ -121,8 +126,16 @@ class BertImdbCLI(LightningCLI):
         check_pairing(model_class, data_class)
         _refuse_missing_step(model_class, self.subcommand)
         _resolve_checkpoint_metric(config.checkpoint, model_class)
+        _honour_no_checkpointing(config)
+        if config.early_stopping.monitor == "auto":
+            config.early_stopping.monitor = config.checkpoint.monitor
+            config.early_stopping.mode = (
+                config.checkpoint.mode if config.early_stopping.mode == "auto" else config.early_stopping.mode
+            )
         if self.subcommand == "predict":
             _prepare_predict(config)
+        if self.subcommand in ("validate", "test", "predict") and config.ckpt_path in ("best", "hpc"):
+            _find_best_checkpoint(config, self.subcommand)
         if self.subcommand == "fit" and config.ckpt_path == "last" and config.last_checkpoint.dirpath is None:
             _continue_last_run(config)
         elif self.subcommand and _is_file_path(config.ckpt_path):
@@ -149,6 +162,16 @@ def _resolve_checkpoint_metric(checkpoint, model_class: type) -> None:
     if checkpoint.filename is None and checkpoint.monitor:
         value = checkpoint.monitor
         checkpoint.filename = f"epoch{{epoch}}-step{{step}}-{value.replace('/', '_')}{{{value}:.4f}}"
+
+
+def _honour_no_checkpointing(config) -> None:
+    """`--trainer.enable_checkpointing false`: the CLI's two checkpoint callbacks save nothing. Lightning
+    refuses the flag beside any ModelCheckpoint, and this CLI always has two."""
+    trainer = config.get("trainer")
+    if trainer is not None and trainer.get("enable_checkpointing") is False:
+        trainer.enable_checkpointing = None
+        config.checkpoint.save_top_k = 0
+        config.last_checkpoint.save_top_k = 0
 
 
 def _prepare_predict(config) -> None:
@@ -190,6 +213,29 @@ def _continue_last_run(config) -> None:
     _check_same_setup(last[-1], config)
 
 
+def _find_best_checkpoint(config, subcommand: str) -> None:
+    """`--ckpt_path best` of validate, test or predict, in a process of its own (Lightning knows "best" only
+    in the process that fitted): the best checkpoint of the newest run with a last.ckpt, as its
+    ModelCheckpoint recorded it there. "hpc" names SLURM's requeue checkpoint, which only a fit resumes."""
+    if config.ckpt_path == "hpc":
+        raise UserError(
+            f"--ckpt_path hpc resumes a fit on SLURM: {subcommand} a .ckpt file, or --ckpt_path best"
+        )
+    args = _tensorboard_args(config.trainer.logger)
+    runs = Path(args.save_dir) / args.name if args is not None else None
+    last = (
+        sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime) if runs else []
+    )
+    for path in reversed(last):
+        for key, state in load_checkpoint(str(path), mmap=True).get("callbacks", {}).items():
+            best = state.get("best_model_path") if key.startswith("ModelCheckpoint") else None
+            if best and Path(best).is_file():
+                config.ckpt_path = best
+                return
+    where = f"no run under {runs}" if runs else "with a fixed logger version, no run"
+    raise UserError(f"--ckpt_path best: {where} records a best checkpoint that exists: pass the .ckpt file")
+
+
 def _log_into_checkpoint_run(logger, ckpt_path: Path) -> None:
     """A checkpoint from a run folder (<save_dir>/<name>/<version>/checkpoints/) is evaluated, predicted
     or resumed in that run: TensorBoard then shows test/* beside the fit's train/* and val/*, and one
@@ -226,6 +272,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
     With `run` false, `args` has no subcommand and the CLI only builds the model, data module and trainer.
     """
     argv = sys.argv[1:] if args is None else args
+    quiet_library_noise()
     try:
         if argv[:1] == ["export"]:
             auto_cli(export, args=argv[1:], prog="bert-imdb export")
@@ -253,11 +300,11 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
             args=args,
             run=run,
         )
-    except (UserError, ValueError) as err:
+    except (UserError, ValueError, MisconfigurationException) as err:
         cause = _user_error_in(err)
         if cause is None:
             raise
-        raise SystemExit(f"error: {cause}") from None
+        raise SystemExit(f"error: {' '.join(str(cause).split())}") from None
 
 
 def main() -> None:
@@ -265,9 +312,10 @@ def main() -> None:
     cli_main()
 
 
-def _user_error_in(err: BaseException | None) -> UserError | None:
-    """The UserError behind `err`: jsonargparse re-raises errors of the models and data modules it builds
-    as a ValueError listing every type it tried, which would bury the one line that matters."""
-    while err is not None and not isinstance(err, UserError):
+def _user_error_in(err: BaseException | None) -> Exception | None:
+    """The UserError behind `err`, or Lightning's MisconfigurationException (its message names a bad
+    Trainer setting): jsonargparse re-raises errors of the classes it builds as a ValueError listing every
+    type it tried, which would bury the one line that matters."""
+    while err is not None and not isinstance(err, (UserError, MisconfigurationException)):
         err = err.__cause__ or err.__context__
     return err

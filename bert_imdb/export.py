@@ -1,14 +1,34 @@
 """`python -m bert_imdb export`: a classifier or MLM checkpoint to a Hugging Face model folder."""
 
+import os
+import shutil
 from pathlib import Path
 
+import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from bert_imdb.checkpoints.loading import load_checkpoint
 from bert_imdb.errors import UserError
+from bert_imdb.models.classifier import SentimentClassifier
 from bert_imdb.models.pretrained import load_tokenizer
+from bert_imdb.reporting.calibration import save_reliability_figure
 from bert_imdb.reporting.model_card import model_card
 from bert_imdb.tasks import data_module_state, module_of_checkpoint
+
+
+def fold_temperature(model, temperature: float) -> None:
+    """Divide the classification layer's weights and bias by the temperature, so the exported model's logits
+    are the calibrated ones and a `pipeline` gives calibrated scores with nothing to apply; the config
+    records it (`calibration_temperature`)."""
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Linear):
+        raise UserError(
+            f"cannot fold the temperature into a {type(model).__name__}: it has no linear `classifier` layer"
+        )
+    with torch.no_grad():
+        head.weight /= temperature
+        head.bias /= temperature
+    model.config.calibration_temperature = temperature
 
 
 @rank_zero_only
@@ -41,8 +61,30 @@ def export(*, ckpt_path: str, output_dir: str, overwrite: bool = False) -> None:
     max_length = checkpoint.get("datamodule_hyper_parameters", {}).get("max_length")
     if max_length is not None:
         tokenizer.model_max_length = max_length
-    module.model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    if isinstance(module, SentimentClassifier):
+        temperature = checkpoint.get("calibration", {}).get("temperature", 1.0)
+        fold_temperature(module.model, temperature)
     card = model_card(module_class, checkpoint, ckpt_path, data_module_state(checkpoint))
-    (out / "README.md").write_text(card, encoding="utf-8")
+    report = (checkpoint.get("calibration") or {}).get("report")
+    # Written beside the output folder first, and moved in only once complete: an export that fails or is
+    # killed halfway leaves no folder that looks like a model (nor half of one over an older export).
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        module.model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        if report is not None:
+            save_reliability_figure(report, staging / "reliability.png")
+        if not out.exists():
+            staging.rename(out)
+        else:
+            for file in staging.iterdir():
+                os.replace(file, out / file.name)
+    except OSError as err:
+        raise UserError(
+            f"cannot write the export to {output_dir} ({err.strerror or err}): free space there, or pass "
+            "--output_dir on a writable disk"
+        ) from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     rank_zero_info(f"Exported {module_class.__name__} checkpoint {ckpt_path} to {out}")

@@ -173,8 +173,8 @@ READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "
 
 class NoTensorReads(L.Callback):
     """Record every read of a tensor's values on the host (.item(), .tolist(), .cpu(), int(), bool(), ...)
-    from the start of each training batch to the end of its last on_train_batch_end hook: on a GPU each
-    would wait for the device. Runs last among the callbacks, so theirs are watched too."""
+    from the start of each training or validation batch to the end of its last batch-end hook: on a GPU
+    each would wait for the device. Runs last among the callbacks, so theirs are watched too."""
 
     def __init__(self):
         self.reads: list[str] = []
@@ -200,6 +200,14 @@ class NoTensorReads(L.Callback):
         self._watching(True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._watching(False)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._watching(True)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self._watching(False)
 
     def on_exception(self, trainer, pl_module, exception) -> None:

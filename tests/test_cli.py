@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 import yaml
 from conftest import REPO, SHARED, mlm_args, tiny_args
 from jsonargparse import ArgumentParser
@@ -184,13 +185,25 @@ def test_a_fit_and_its_test_are_one_tensorboard_run(tiny_model, hub_dataset, wor
     assert len(logged["train/loss"]) == fit.trainer.global_step  # every step (log_every_n_steps=1)
     assert logged["hp/val_acc"][-1][1] == pytest.approx(logged["val/acc"][-1][1])
     assert logged["hp/test_acc"][-1][1] == pytest.approx(logged["test/acc"][-1][1])
+    # Accuracy by length: every validation review in one bucket of each kind, each epoch; the test's at the
+    # tested weights' step.
+    for kind in ("tokens", "dropped"):
+        for split, reviews in (("val", 80), ("test", 64)):
+            counts = {
+                tag: values
+                for tag, values in logged.items()
+                if tag.startswith(f"{split}_by_length/reviews_{kind}")
+            }
+            assert sum(values[-1][1] for values in counts.values()) == reviews, (split, kind)
+    step = torch.load(best, weights_only=True)["global_step"]
+    assert {s for s, _ in logged["test_by_length/reviews_tokens_1-128"]} == {step}
 
     events = EventAccumulator(str(run), size_guidance={"tensors": 0, "images": 0})
     events.Reload()
     # What TensorBoard's pages read: each tag goes to one plugin, so an image and a PR curve may not share one.
     shown = tensorboard_tags(run.parent)
-    images = {"val/confusion_matrix", "val/pr_curve", "test/confusion_matrix", "test/pr_curve"}
-    assert shown["images"] == images
+    images = {"confusion_matrix", "pr_curve", "reliability"}
+    assert shown["images"] == {f"{split}/{name}" for split in ("val", "test") for name in images}
     assert shown["pr_curves"] == {"val/precision_recall", "test/precision_recall"}
     assert len(events.Images("val/confusion_matrix")) == 2  # per epoch, none for the sanity check
     # HPARAMS: one run, its real hyperparameters, both accuracies.
@@ -202,10 +215,7 @@ def test_a_fit_and_its_test_are_one_tensorboard_run(tiny_model, hub_dataset, wor
     assert not [name for name in session.hparams if "_class_path" in name or "_instantiator" in name]
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert [m.name.tag for m in experiment.metric_infos] == [
-        "hp/val_acc",
-        "hp/val_f1",
-        "hp/test_acc",
-        "hp/test_f1",
+        f"hp/{split}_{name}" for split in ("val", "test") for name in ("acc", "f1", "ece", "ece_calibrated")
     ]
     (table,) = events.Tensors("val/confidently_wrong/text_summary")[-1].tensor_proto.string_val
     assert table.decode().startswith("| confidence in the wrong label | true label | review |")
@@ -265,6 +275,9 @@ def test_mlm_fit_resumes_from_last_checkpoint(tiny_model, text_dataset, workdir)
         ),
         (["fit", "--model.nsp=true"], "has no next-sentence-prediction head"),
         (["fit", "--data.mlm_probability=1.5"], "data.mlm_probability=1.5 must lie between 0 and 1"),
+        (["fit", "--data.eval_batch_size=0"], "data.eval_batch_size=0 is below 1"),
+        (["fit", "--data.max_train_reviews=-1"], "data.max_train_reviews=-1 is below 1"),
+        (["fit", "--model.learning_rate=0"], "model.learning_rate=0.0 must be above 0"),
     ],
 )
 def test_bad_pretraining_input_ends_in_one_line(tiny_model, text_dataset, workdir, args, message):
@@ -370,7 +383,14 @@ def test_a_fresh_fit_starts_a_new_run_and_keeps_the_old_one(tiny_model, hub_data
         ("--data.dataset={empty}", "cannot load dataset"),
         ("--model.model_name_or_path=./no/such/model", "model path ./no/such/model does not exist"),
         ("--model.model_name_or_path={empty}", "has no config.json"),
-        ("--data.max_train_samples=0", "train split is empty after data.max_train_samples=0"),
+        ("--data.max_train_samples=0", "data.max_train_samples=0 is below 1"),
+        ("--data.batch_size=0", "data.batch_size=0 is below 1"),
+        ("--model.learning_rate=-1", "model.learning_rate=-1.0 must be above 0"),
+        ("--model.weight_decay=-0.1", "model.weight_decay=-0.1 must be 0 or more"),
+        ("--model.attention_dropout=1.5", "model.attention_dropout=1.5 must lie in [0, 1)"),
+        # Lightning's own checks of the Trainer's settings, in one line.
+        ("--trainer.max_epochs=-5", "`max_epochs` must be a non-negative integer or -1"),
+        ("--trainer.limit_train_batches=-1", "invalid value -1 for limit_train_batches"),
     ],
 )
 def test_bad_input_ends_in_one_line(tiny_model, hub_dataset, workdir, override, message):
@@ -427,3 +447,20 @@ def test_real_minilm_learns_imdb_sentiment(workdir):
     fit = cli_main(["fit", *args])
     test = cli_main(["test", *args, f"--ckpt_path={fit.trainer.checkpoint_callback.best_model_path}"])
     assert test.trainer.callback_metrics["test/acc"] > 0.7
+
+
+def test_best_in_a_process_of_its_own_is_the_newest_runs_best_checkpoint(
+    tiny_model, hub_dataset, workdir, best_checkpoint
+):
+    # Lightning knows "best" only in the process that fitted: elsewhere it stops in a traceback.
+    test = cli_main(["test", *tiny_args(tiny_model, hub_dataset), "--ckpt_path=best"])
+    assert Path(test.trainer.ckpt_path).resolve() == best_checkpoint
+    for args, message in (
+        (["validate", "--ckpt_path=hpc"], "--ckpt_path hpc resumes a fit on SLURM: validate a .ckpt file"),
+        (
+            ["test", "--ckpt_path=best", "--trainer.logger.init_args.name=other"],
+            "--ckpt_path best: no run under",
+        ),
+    ):
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            cli_main([args[0], *tiny_args(tiny_model, hub_dataset), *args[1:]])

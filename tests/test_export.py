@@ -1,4 +1,5 @@
 import csv
+import errno
 import re
 from pathlib import Path
 
@@ -18,6 +19,14 @@ def test_export_matches_predict_through_a_pipeline(tiny_model, hub_dataset, work
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.id2label == {0: "neg", 1: "pos"}
+    # The temperature the checkpoint's validation fitted is folded into the exported head.
+    temperature = torch.load(best_checkpoint, weights_only=True)["calibration"]["temperature"]
+    assert temperature != 1.0 and model.config.calibration_temperature == temperature
+    module = SentimentClassifier.load_from_checkpoint(best_checkpoint, map_location="cpu").eval()
+    encoded = AutoTokenizer.from_pretrained(out)(["a wonderful film"], return_tensors="pt")
+    with torch.no_grad():
+        raw = module.model(**encoded).logits
+        torch.testing.assert_close(model.eval()(**encoded).logits, raw / temperature)
 
     reviews = [
         "a wonderful excellent film",
@@ -132,7 +141,17 @@ def test_export_writes_a_model_card_with_the_runs_metrics(tiny_model, hub_datase
     test = cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best_checkpoint}"])
     cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={out}", "--overwrite=true"])
     test_acc = float(test.trainer.callback_metrics["test/acc"])
-    assert f"| `test/acc` | {test_acc:.4f} |" in card(out)[1]
+    text = card(out)[1]
+    assert f"| `test/acc` | {test_acc:.4f} |" in text
+    # Calibration: the validation's temperature and reliability bins, and the test's ECE before and after.
+    found = test.trainer.callback_metrics
+    assert f"| `test/ece` | {float(found['test/ece']):.4f} |" in text
+    temperature = torch.load(best_checkpoint, weights_only=True)["calibration"]["temperature"]
+    assert f"temperature T = {temperature:.4f}" in text and (out / "reliability.png").is_file()
+    assert f"{float(found['test/ece_calibrated']):.4f} after the temperature" in text
+    # Accuracy by length: every validation and test review in one bucket of each kind.
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| review tokens ")]
+    assert sum(int(r[1]) for r in rows) == 80 and sum(int(r[3]) for r in rows if r[3] != "-") == 64
 
     # A checkpoint whose run folder is gone (its validation metrics travel with it, its test's do not), and
     # one from before checkpoints kept them: the card says so, and export works.
@@ -157,3 +176,29 @@ def test_the_model_card_holds_no_local_path(tiny_model, hub_dataset, workdir, be
     for local in (str(best_checkpoint), tiny_model, hub_dataset, str(workdir.parent)):
         assert local not in card, local
     assert f"`{best_checkpoint.name}`" in card and f"`{Path(tiny_model).name}`" in card
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_an_export_that_fails_halfway_leaves_nothing_half_written(workdir, best_checkpoint, monkeypatch):
+    out = workdir / "exported"
+    cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={out}"])
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    # The disk fills up once the weights and the tokenizer are written, before the reliability figure.
+    monkeypatch.setattr("bert_imdb.export.save_reliability_figure", no_space)
+    for target, overwrite in ((out, "true"), (workdir / "new", "false")):
+        with pytest.raises(
+            SystemExit, match=rf"cannot write the export to {target} \(No space left on device\)"
+        ):
+            cli_main(
+                [
+                    "export",
+                    f"--ckpt_path={best_checkpoint}",
+                    f"--output_dir={target}",
+                    f"--overwrite={overwrite}",
+                ]
+            )
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # the older export, whole
+    assert sorted(path.name for path in workdir.iterdir()) == sorted(["exported", "lightning_logs"])

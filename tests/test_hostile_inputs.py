@@ -2,6 +2,7 @@
 noted, a handled result. Nothing the user has is overwritten."""
 
 import csv
+import errno
 import json
 import os
 import subprocess
@@ -304,3 +305,37 @@ def test_bf16_on_a_gpu_without_bf16_is_refused(monkeypatch):
     monkeypatch.setattr("torch.cuda.get_device_name", lambda device=None: "Tesla V100")
     with pytest.raises(UserError, match=r"this Tesla V100 lacks .*: set --trainer\.precision=16-mixed$"):
         checked_precision("bf16-mixed", torch.device("cuda", 0))
+
+
+def test_fit_without_checkpointing_trains_and_writes_no_checkpoint(tiny_model, hub_dataset, workdir):
+    # Lightning refuses the flag beside a ModelCheckpoint, and the CLI always has two: a traceback.
+    args = tiny_args(tiny_model, hub_dataset, "--trainer.enable_checkpointing=false", "--trainer.max_steps=2")
+    assert cli_main(["fit", *args]).trainer.global_step == 2
+    assert not list(workdir.rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("where", ["writing", "merging"])
+def test_a_disk_that_fills_up_during_predict_ends_in_one_line_and_leaves_nothing(
+    tiny_model, hub_dataset, workdir, best_checkpoint, monkeypatch, where
+):
+    import bert_imdb.callbacks.predictions as predictions
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "writing":
+        monkeypatch.setattr(
+            predictions, "json", type("FullDisk", (), {"dumps": no_space, "loads": json.loads})
+        )
+    else:
+        monkeypatch.setattr(predictions.PredictionWriter, "_merge", no_space)
+    (workdir / "reviews.txt").write_text("a wonderful film\nan awful plot\n", encoding="utf-8")
+    out = workdir / "out" / "predictions.csv"
+    args = [
+        f"--ckpt_path={best_checkpoint}",
+        "--data.predict_file=reviews.txt",
+        f"--predictions.output_file={out}",
+    ]
+    with pytest.raises(SystemExit, match=rf"cannot write predictions to {out} \(No space left on device\)"):
+        cli_main(["predict", *tiny_args(tiny_model, hub_dataset), *args])
+    assert list(out.parent.iterdir()) == []

@@ -182,7 +182,18 @@ def test_generated_resume_scenarios(request, tmp_path):
 
 
 # The CLI level: one scenario per loader kind, through the real command on the tiny BERT.
-KILLED_AT_STEP_6 = ["--trainer.callbacks+=probes.KillAtStep", "--trainer.callbacks.step=6"]
+def killed_at_step(step: int) -> list[str]:
+    return ["--trainer.callbacks+=probes.KillAtStep", f"--trainer.callbacks.step={step}"]
+
+
+KILLED_AT_STEP_6 = killed_at_step(6)
+# Validations at steps 10, 20, ...: none improves val/acc by 10, so an uninterrupted run stops at step 20.
+STOPS_EARLY_AT_STEP_20 = [
+    "--early_stopping.patience=1",
+    "--early_stopping.min_delta=10",
+    "--trainer.val_check_interval=10",
+    "--trainer.max_epochs=3",
+]
 
 
 def batches(path: Path) -> list[dict]:
@@ -202,6 +213,13 @@ def batches(path: Path) -> list[dict]:
         ),
         ("mlm", ["--data.num_workers=2"], ["--trainer.max_steps=5"], ["--trainer.max_steps=12"]),
         ("mlm", ["--last_checkpoint.every_n_train_steps=4"], KILLED_AT_STEP_6, []),
+        # Killed after the first validation: the resumed run must remember its best score to stop at 20.
+        (
+            "classifier",
+            [*STOPS_EARLY_AT_STEP_20, "--last_checkpoint.every_n_train_steps=4"],
+            killed_at_step(14),
+            [],
+        ),
     ],
     ids=[
         "length-grouped, max_steps raised",
@@ -209,6 +227,7 @@ def batches(path: Path) -> list[dict]:
         "random batches, max_steps lifted",
         "MLM with 2 workers, max_steps raised",
         "MLM, killed after a step checkpoint",
+        "early stopping, killed between two validations",
     ],
 )
 def test_cli_continuations_train_what_an_uninterrupted_run_does(
@@ -217,6 +236,8 @@ def test_cli_continuations_train_what_an_uninterrupted_run_does(
     """The continuation trains the uninterrupted run's batches (tokens, masks, labels) at its steps and
     learning rates: a longer plan re-plans the schedule (warmup and decay over the new total), from the step
     the run stopped at. Where the plan is the same, the weights are the uninterrupted run's too."""
+
+    killed = any("KillAtStep" in arg for arg in first)
 
     def fit(name: str, *more: str):
         record = [
@@ -227,15 +248,15 @@ def test_cli_continuations_train_what_an_uninterrupted_run_does(
             args = mlm_args(tiny_model, text_dataset, "--trainer.max_epochs=2", *extra, *more, *record)
         else:
             args = tiny_args(tiny_model, hub_dataset, *extra, *more, *record)
-        if first is KILLED_AT_STEP_6 and name == "stopped":  # SIGKILL: in a process of its own
+        if killed and name == "stopped":  # SIGKILL: in a process of its own
             env = {
                 **os.environ,
                 "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
             }
-            killed = subprocess.run(
+            process = subprocess.run(
                 [sys.executable, "-m", "bert_imdb", "fit", *args], env=env, capture_output=True
             )
-            assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+            assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
             return None
         return cli_main(["fit", *args])
 
@@ -256,14 +277,14 @@ def test_cli_continuations_train_what_an_uninterrupted_run_does(
     trained = [row for row in batches(workdir / "stopped.jsonl") if row["step"] < step]
     trained += batches(workdir / "resumed.jsonl")
     expected = batches(workdir / "reference.jsonl")
-    if first is not KILLED_AT_STEP_6:
+    if not killed:
         # A longer plan: the stopped run's steps ran on its own (shorter) schedule.
         trained, expected = (
             [{**row, "lr": None} if row["step"] < step else row for row in rows]
             for rows in (trained, expected)
         )
     assert trained == expected
-    if first is KILLED_AT_STEP_6:  # the same plan: the same weights too
+    if killed:  # the same plan: the same weights too
         mine = torch.load(last, weights_only=True)["state_dict"]
         theirs = torch.load(Path(reference.trainer.log_dir) / "checkpoints" / "last.ckpt", weights_only=True)
         for name, tensor in theirs["state_dict"].items():

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         table = markdown(report)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    modes = {"sync-check": args.sync_check, "mlm": args.mlm, "levers": args.levers is not None}
+    modes = {"sync-check-mlm": args.sync_check and args.mlm, "sync-check": args.sync_check}
+    modes |= {"mlm": args.mlm, "levers": args.levers is not None}
     modes |= {Path(args.config or "").stem: bool(args.config), "quick": args.quick}
     mode = next((name for name, chosen in modes.items() if chosen), "full")
     shape = "-bert-base" if args.shape == "bert-base" else ""

@@ -64,23 +64,41 @@ class TrainingClock(L.Callback):
 class SyncCheck(L.Callback):
     def __init__(self, first_step: int = 2):
         """From the end of training step `first_step` to the end of the run's last step, any CUDA call that
-        waits for the device raises (torch.cuda.set_sync_debug_mode("error")). Runs last among the callbacks,
-        so that theirs are checked too. Give the run no validation and no log step in between.
+        waits for the device raises (torch.cuda.set_sync_debug_mode("error")): in training steps, and in
+        validation steps from their batch's start to the end of its hooks. Not at a validation's end, where
+        the metrics sync on purpose, once. Runs last among the callbacks, so that theirs are checked too.
+        Give the run no log step in between.
 
         Args:
             first_step: The step after which the check starts (the first ones warm up).
         """
         self.first_step = first_step
+        self._training = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         trainer.callbacks.remove(self)
         trainer.callbacks.append(self)
 
+    def _checking(self, on: bool) -> None:
+        torch.cuda.set_sync_debug_mode("error" if on else "default")
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.first_step:
-            torch.cuda.set_sync_debug_mode("error")
-        if trainer.global_step >= trainer.max_steps:
-            torch.cuda.set_sync_debug_mode("default")
+        self._training = self.first_step <= trainer.global_step < trainer.max_steps
+        self._checking(self._training)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._checking(False)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._checking(trainer.global_step >= self.first_step)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._checking(False)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._checking(self._training)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
-        torch.cuda.set_sync_debug_mode("default")
+        self._checking(False)

@@ -51,15 +51,17 @@ class PredictionWriter(BasePredictionWriter):
             raise UserError(
                 f"{self.path} exists: pass another --predictions.output_file, or --predictions.overwrite true"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # Rank 0 claims the output's .partial name by creating it: a second predict writing the same file
         # at once stops here instead of sharing its parts.
         claimed = True
         if trainer.is_global_zero:
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._output().open("x").close()
             except FileExistsError:
                 claimed = False
+            except OSError as err:
+                raise self._cannot_write(err) from err
         if not trainer.strategy.broadcast(claimed):
             raise UserError(
                 f"{self._output()} exists: another predict is writing {self.path} (wait for it), or one was "
@@ -69,14 +71,26 @@ class PredictionWriter(BasePredictionWriter):
         # Each process writes its rows, with their positions in the input, to its own part; the output
         # appears under its name only once complete, so a crashed or killed run never leaves a truncated
         # file that looks finished.
-        self._file = self._part(trainer.global_rank).open("w", encoding="utf-8")
+        try:
+            self._file = self._part(trainer.global_rank).open("w", encoding="utf-8")
+        except OSError as err:
+            raise self._cannot_write(err) from err
         self.rows = 0
+
+    def _cannot_write(self, err: OSError) -> UserError:
+        return UserError(
+            f"cannot write predictions to {self.path} ({err.strerror or err}): free space there, or pass "
+            "--predictions.output_file on a writable disk"
+        )
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ):
-        for row in zip(prediction["index"], *(prediction[column] for column in COLUMNS), strict=True):
-            self._file.write(json.dumps(row) + "\n")
+        try:
+            for row in zip(prediction["index"], *(prediction[column] for column in COLUMNS), strict=True):
+                self._file.write(json.dumps(row) + "\n")
+        except OSError as err:  # a disk that filled up: on_exception clears the parts
+            raise self._cannot_write(err) from err
         self.rows += len(prediction["id"])
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -85,7 +99,11 @@ class PredictionWriter(BasePredictionWriter):
         self._file.close()
         trainer.strategy.barrier()  # every part is complete
         if trainer.is_global_zero:
-            self._merge([self._part(rank) for rank in range(trainer.world_size)])
+            try:
+                self._merge([self._part(rank) for rank in range(trainer.world_size)])
+            except OSError as err:
+                self.on_exception(trainer, None, err)
+                raise self._cannot_write(err) from err
         trainer.strategy.barrier()
 
     def on_exception(

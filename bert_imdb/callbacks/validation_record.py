@@ -25,5 +25,5 @@ class ValidationRecord(Callback):
         found = trainer.callback_metrics
         return {
             "step": self._step,
-            "metrics": {k: float(v) for k, v in found.items() if k.startswith("val/")},
+            "metrics": {k: float(v) for k, v in found.items() if k.startswith(("val/", "val_by_length/"))},
         }

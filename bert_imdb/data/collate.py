@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from bert_imdb.data.samplers import padded_length
+from bert_imdb.data.truncation import REVIEW_TOKENS
 
 LENGTHS = "lengths"
 MASKED_INDEX = "masked_index"
@@ -18,7 +19,9 @@ class CollateWithStrings:
     """Pads a batch to its longest review (to a multiple of `pad_to_multiple_of`, at most `max_length`),
     with transformers' tokenizer.pad. Positions, ids and review texts, which are no model inputs, pass
     through as lists, and so do the reviews' real lengths (`lengths`), read here on the host before padding:
-    throughput, FLOPs and the padding share are counted from them without waiting for the device.
+    throughput, FLOPs and the padding share are counted from them without waiting for the device. Each
+    review's length before truncation (`review_tokens`) becomes a tensor that moves with the batch, for the
+    accuracy by length.
 
     Takes a list of examples, or a dict of columns (a whole batch read at once, as the training loader's
     batch sampler does).
@@ -35,10 +38,14 @@ class CollateWithStrings:
         strings = {
             key: [f.pop(key) for f in features] for key in ("index", "id", "text") if key in features[0]
         }
+        whole = [f.pop(REVIEW_TOKENS) for f in features] if REVIEW_TOKENS in features[0] else None
         lengths = [len(f["input_ids"]) for f in features]
         width = padded_length(max(lengths), self.multiple, self.max_length)
         padded = self.tokenizer.pad(features, padding="max_length", max_length=width, return_tensors="pt")
-        return {**padded, **strings, LENGTHS: lengths}
+        batch = {**padded, **strings, LENGTHS: lengths}
+        if whole is not None:
+            batch[REVIEW_TOKENS] = torch.tensor(whole)
+        return batch
 
 
 def with_host_counts(batch: dict, features: list[dict]) -> dict:

@@ -148,6 +148,8 @@ def _relabelled_by_name(data: Dataset, names: list[str], split: str, source: str
 
 
 def _take(data: Dataset, limit: int | None, split: str, limit_key: str) -> Dataset:
+    if len(data) == 0 and limit is None:
+        raise UserError(f"the dataset's {split} split has no reviews: check data.dataset")
     if limit is not None:
         data = data.select(range(min(limit, len(data))))
     if len(data) == 0:

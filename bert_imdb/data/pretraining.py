@@ -6,6 +6,7 @@ import re
 from itertools import chain
 
 import lightning as L
+import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
@@ -18,7 +19,7 @@ from transformers import (
 from bert_imdb.data.collate import LENGTHS, MASKED_INDEX, scored_positions, with_host_counts
 from bert_imdb.data.imdb import load_imdb_text
 from bert_imdb.data.samplers import EvaluationSampler, shuffled_sampler
-from bert_imdb.errors import UserError
+from bert_imdb.errors import UserError, check_at_least
 from bert_imdb.models.pretrained import check_max_length, load_tokenizer
 
 HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)  # IMDb reviews carry HTML line breaks
@@ -274,8 +275,14 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
             raise UserError(f"data.mlm_probability={mlm_probability} must lie between 0 and 1, e.g. 0.15")
         if nsp and line_by_line:
             raise UserError("data.line_by_line does not apply to NSP, which builds sentence pairs: unset one")
-        if val_reviews < 1 or (max_train_reviews is not None and max_train_reviews < 1):
-            raise UserError("data.val_reviews and data.max_train_reviews must be at least 1")
+        for name, value in (
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("val_reviews", val_reviews),
+        ):
+            check_at_least(f"data.{name}", value, 1)
+        check_at_least("data.max_train_reviews", max_train_reviews, 1, unset=True)
+        check_at_least("data.num_workers", num_workers, 0)
         check_max_length(tokenizer_name_or_path, max_length)
         self.save_hyperparameters()
         self.tokenizer = load_tokenizer(tokenizer_name_or_path)
@@ -376,9 +383,19 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
             )
         self.datasets.update(self._prepared(["train", "val"] if stage == "fit" else ["val"]))
 
+    def _on_gpu(self) -> bool:
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         # Training batches come padded, not yet masked (validation batches carry their fixed masks).
-        return self.masking.mask(batch) if "special_tokens_mask" in batch else batch
+        if "special_tokens_mask" not in batch:
+            return batch
+        batch = self.masking.mask(batch)
+        if self._on_gpu():
+            # Masking made new tensors after the loader pinned its batch: page-locked, they copy to the GPU
+            # without the host waiting for the copy.
+            batch = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return batch
 
     def state_dict(self) -> dict:
         # Kept in checkpoints by Lightning: export writes the sizes into the model card.
@@ -394,6 +411,7 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
             collate_fn=self.masking.pad,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            pin_memory=self._on_gpu(),
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -409,4 +427,6 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
             collate_fn=FixedMaskCollator(self.tokenizer),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            # Page-locked batches copy to a GPU without the host waiting for the copy.
+            pin_memory=self._on_gpu(),
         )

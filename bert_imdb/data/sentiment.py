@@ -15,8 +15,8 @@ from bert_imdb.data.collate import CollateWithStrings
 from bert_imdb.data.imdb import imdb_subsets
 from bert_imdb.data.review_files import ReviewStream, scan_reviews
 from bert_imdb.data.samplers import EvaluationSampler, LengthGroupedSampler, shuffled_sampler, token_lengths
-from bert_imdb.data.truncation import TRUNCATIONS, tokenize
-from bert_imdb.errors import UserError
+from bert_imdb.data.truncation import REVIEW_TOKENS, TRUNCATIONS, tokenize
+from bert_imdb.errors import UserError, check_at_least
 from bert_imdb.models.pretrained import check_max_length, load_tokenizer
 
 # data.pad_to_multiple_of "auto" on accelerators: few shapes (8 at max_length 512), little padding.
@@ -76,6 +76,16 @@ class IMDbDataModule(L.LightningDataModule):
             seed: Seed of the shuffles that pick subsets; linked to seed_everything by the CLI.
         """
         super().__init__()
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            check_at_least(f"data.{name}", value, 1)
+        for name, value in (
+            ("max_train_samples", max_train_samples),
+            ("max_val_samples", max_val_samples),
+            ("max_test_samples", max_test_samples),
+            ("num_proc", num_proc),
+        ):
+            check_at_least(f"data.{name}", value, 1, unset=True)
+        check_at_least("data.num_workers", num_workers, 0)
         if not 0 < val_fraction < 1:
             raise UserError(f"data.val_fraction={val_fraction} must lie between 0 and 1, e.g. 0.1")
         if truncation not in TRUNCATIONS:
@@ -109,7 +119,7 @@ class IMDbDataModule(L.LightningDataModule):
             hp.max_test_samples,
             hp.val_fraction,
         )
-        return {
+        splits = {
             name: subsets[name]
             .map(
                 tokenize,
@@ -127,6 +137,10 @@ class IMDbDataModule(L.LightningDataModule):
             .rename_column("label", "labels")
             for name in names
         }
+        # Training needs no review lengths before truncation: only evaluation reports accuracy by length.
+        if "train" in splits:
+            splits["train"] = splits["train"].remove_columns(REVIEW_TOKENS)
+        return splits
 
     def prepare_data(self) -> None:
         # Once per node, before setup: fills the datasets cache (all three splits, so a later `test` finds

@@ -6,7 +6,8 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MetricCollection
+from torchmetrics.aggregation import CatMetric
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryConfusionMatrix,
@@ -17,12 +18,16 @@ from transformers import AutoModelForSequenceClassification
 
 from bert_imdb.data.collate import LENGTHS
 from bert_imdb.data.imdb import LABEL_NAMES
+from bert_imdb.data.truncation import REVIEW_TOKENS
 from bert_imdb.models.compilation import compile_in_place
 from bert_imdb.models.inputs import model_inputs
-from bert_imdb.models.optimizer import adamw_with_linear_warmup, check_warmup_ratio
+from bert_imdb.models.optimizer import adamw_with_linear_warmup, check_optimizer_settings
 from bert_imdb.models.pretrained import attention_settings, from_pretrained
-from bert_imdb.reporting.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table, pr_counts
+from bert_imdb.reporting.by_length import DROPPED_EDGES, TOKEN_EDGES, AccuracyByBucket, length_table
+from bert_imdb.reporting.calibration import calibration_report, fit_temperature, reliability_figure
+from bert_imdb.reporting.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table
 from bert_imdb.reporting.hparams import hyperparameters, log_hparams
+from bert_imdb.workarounds.weighted_mean import WeightedMean
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
@@ -32,8 +37,8 @@ class SentimentClassifier(L.LightningModule):
     checkpoint_metric = ("val/acc", "max")
     # What an export's model card shows: the validation that scored the weights, and a test of them.
     card_metrics: ClassVar[dict[str, tuple[str, ...]]] = {
-        "validation": ("val/acc", "val/f1", "val/loss"),
-        "test": ("hp/test_acc", "hp/test_f1"),
+        "validation": ("val/acc", "val/f1", "val/loss", "val/ece", "val/ece_calibrated", "val/temperature"),
+        "test": ("hp/test_acc", "hp/test_f1", "hp/test_ece", "hp/test_ece_calibrated"),
     }
 
     def __init__(
@@ -65,7 +70,7 @@ class SentimentClassifier(L.LightningModule):
                 keep the plain parameter names.
         """
         super().__init__()
-        check_warmup_ratio(warmup_ratio)
+        check_optimizer_settings(learning_rate, weight_decay, warmup_ratio)
         self.save_hyperparameters()
         self.model = from_pretrained(
             AutoModelForSequenceClassification,
@@ -81,19 +86,31 @@ class SentimentClassifier(L.LightningModule):
         self.model.train()
         if compile:
             compile_in_place(self.model, compile)
-        scores = MetricCollection({"acc": BinaryAccuracy(), "f1": BinaryF1Score()})
-        plots = MetricCollection(
-            {
-                "confusion_matrix": BinaryConfusionMatrix(),
-                "pr_curve": BinaryPrecisionRecallCurve(thresholds=200),
-            }
+        # validate_args=False, and WeightedMean for MeanMetric: their checks read the device on every update
+        # (torch.unique, isnan().any()), which would make the host wait on each evaluation step.
+        scores = MetricCollection(
+            {"acc": BinaryAccuracy(validate_args=False), "f1": BinaryF1Score(validate_args=False)}
         )
         splits = ("val", "test")
         self.scores = nn.ModuleDict({split: scores.clone(prefix=f"{split}/") for split in splits})
         # The mean loss over an evaluation's reviews (all processes'), not over its batch means.
-        self.losses = nn.ModuleDict({split: MeanMetric() for split in splits})
-        self.plots = nn.ModuleDict({split: plots.clone() for split in splits})
+        self.losses = nn.ModuleDict({split: WeightedMean() for split in splits})
         self.wrong = {split: ConfidentlyWrong() for split in splits}
+        # Each review's margin (logit of pos minus logit of neg) and label, for temperature scaling.
+        self.margins = nn.ModuleDict({split: CatMetric(nan_strategy="disable") for split in splits})
+        self.labels = nn.ModuleDict({split: CatMetric(nan_strategy="disable") for split in splits})
+        self.by_length = nn.ModuleDict(
+            {
+                split: nn.ModuleDict(
+                    {"tokens": AccuracyByBucket(TOKEN_EDGES), "dropped": AccuracyByBucket(DROPPED_EDGES)}
+                )
+                for split in splits
+            }
+        )
+        # Divides the logits of predict and of an export: fitted on each validation's reviews, so every
+        # checkpoint carries the one fitted on the validation that scored its weights (1.0 until then).
+        self.temperature = 1.0
+        self.calibration: dict | None = None  # that validation's calibration report, for the model card
         self._loaded_step: int | None = None
 
     def _run(self, batch: dict):
@@ -117,11 +134,22 @@ class SentimentClassifier(L.LightningModule):
         # Updates only: nothing here waits for the device or talks to other processes, which may hold a
         # different number of batches (none, with fewer reviews than processes).
         output = self._run(batch)
-        pos, labels = output.logits.float().softmax(-1)[:, 1], batch["labels"]
-        self.scores[split].update(pos, labels)
-        self.plots[split].update(pos, labels)
+        logits, labels = output.logits.float(), batch["labels"]
+        margin = logits[:, 1] - logits[:, 0]
+        pos = torch.sigmoid(margin)  # softmax(logits)[:, 1]
+        # Predicted labels, not probabilities: given floats, torchmetrics checks on the host whether they
+        # lie in [0, 1] (a device wait per batch, even with validate_args off).
+        predicted = (pos >= 0.5).long()
+        self.scores[split].update(predicted, labels)
         self.losses[split].update(output.loss, weight=torch.full_like(output.loss, len(labels)))
         self.wrong[split].update(pos, labels, batch["text"])
+        # The figures and the calibration are drawn from these at the end of the evaluation.
+        self.margins[split].update(margin)
+        self.labels[split].update(labels)
+        if REVIEW_TOKENS in batch:
+            whole, correct = batch[REVIEW_TOKENS], predicted == labels
+            self.by_length[split]["tokens"].update(whole, correct)
+            self.by_length[split]["dropped"].update(whole - batch["attention_mask"].sum(-1), correct)
 
     def _end_evaluation(self, split: str) -> None:
         """Metrics of the whole evaluation over all processes; on rank 0, its figures, PR curve and most
@@ -130,18 +158,68 @@ class SentimentClassifier(L.LightningModule):
         self.log(f"{split}/loss", self.losses[split])
         if self.trainer.sanity_checking:
             return
-        values = {name: metric.compute() for name, metric in self.plots[split].items()}
-        counts, wrong = pr_counts(self.plots[split]["pr_curve"]), self.wrong[split].top()
+        wrong = self.wrong[split].top()
+        margins, labels = self.margins[split].compute().reshape(-1), self.labels[split].compute().reshape(-1)
+        report = self._calibrate(split, margins, labels)
+        by_length = {name: metric.compute() for name, metric in self.by_length[split].items()}
+        self._log_by_length(split, by_length)
         if not (self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger)):
             return
         writer, step = self.logger.experiment, self._weights_step()
-        for name, metric in self.plots[split].items():
+        # Counted here, once, from every process's reviews (gathered above), not batch by batch: the binned
+        # PR curve's update counts with bincount, which waits for the device.
+        plots = {
+            "confusion_matrix": BinaryConfusionMatrix(sync_on_compute=False),
+            "pr_curve": BinaryPrecisionRecallCurve(thresholds=200, sync_on_compute=False),
+        }
+        for name, metric in plots.items():
+            metric.update(torch.sigmoid(margins), labels.long())
             # Drawn only here, where it is logged; add_figure closes it, so none is left open.
-            writer.add_figure(f"{split}/{name}", metric.plot(values[name])[0], step)
+            writer.add_figure(f"{split}/{name}", metric.plot(metric.compute())[0], step)
         # A tag of its own: TensorBoard gives a tag to one plugin only, so sharing the image's tag left the PR
         # CURVES tab empty and the image unshown.
-        add_pr_curve(writer, f"{split}/precision_recall", counts, step)
+        add_pr_curve(writer, f"{split}/precision_recall", plots["pr_curve"].confmat, step)
         writer.add_text(f"{split}/confidently_wrong", confidently_wrong_table(wrong), step)
+        writer.add_figure(f"{split}/reliability", reliability_figure(report), step)
+        writer.add_text(
+            f"{split}/accuracy_by_length", length_table(by_length["tokens"], by_length["dropped"]), step
+        )
+
+    def _calibrate(self, split: str, margins: torch.Tensor, labels: torch.Tensor) -> dict:
+        """Validation fits the temperature on its reviews (over all processes, which all get the same
+        margins and so the same fit); test applies the checkpoint's. Logs the ECE before and after."""
+        if split == "val":
+            self.temperature = fit_temperature(margins, labels)
+        report = calibration_report(margins, labels, self.temperature)
+        if split == "val":
+            self.calibration = {"step": self.global_step, **report}
+        # Epoch-level values, the same on every process: sync_dist only keeps Lightning from warning.
+        for name, value in (
+            ("ece", report["uncalibrated"]["ece"]),
+            ("ece_calibrated", report["calibrated"]["ece"]),
+            ("temperature", self.temperature),
+        ):
+            self.log(f"{split}/{name}", value, sync_dist=True)
+        return report
+
+    def _log_by_length(self, split: str, by_length: dict) -> None:
+        """Accuracy and review count per length bucket, under `<split>_by_length/` (their own TensorBoard
+        section). While fitting, logged like any metric (ValidationRecord keeps them in checkpoints);
+        evaluating a checkpoint, written at its step, where the model card of its export finds them
+        (Lightning would log them at step 0)."""
+        values = {}
+        for kind, buckets in by_length.items():
+            for name, (reviews, accuracy) in buckets.items():
+                values[f"{split}_by_length/reviews_{kind}_{name}"] = float(reviews)
+                if reviews:
+                    values[f"{split}_by_length/acc_{kind}_{name}"] = accuracy
+        if self.trainer.state.fn == "fit":
+            for name, value in values.items():
+                # The same on every process: sync_dist only keeps Lightning from warning.
+                self.log(name, value, sync_dist=True)
+        elif self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
+            for name, value in values.items():
+                self.logger.experiment.add_scalar(name, value, self._weights_step())
 
     def _log_hparams_with_final_scores(self, split: str) -> None:
         """Fill TensorBoard's HPARAMS tab: the run's hyperparameters next to its final `hp/<split>_acc` and
@@ -149,12 +227,21 @@ class SentimentClassifier(L.LightningModule):
         if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
             found = self.trainer.callback_metrics
             scores = {
-                f"hp/{split}_{s}": float(found.get(f"{split}/{s}", float("nan"))) for s in ("acc", "f1")
+                f"hp/{split}_{s}": float(found.get(f"{split}/{s}", float("nan")))
+                for s in ("acc", "f1", "ece", "ece_calibrated")
             }
             log_hparams(self.logger.experiment, hyperparameters(self.trainer), scores, self._weights_step())
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The report only where it is of these weights (not of an older validation: a checkpoint every N
+        # steps, say).
+        report = self.calibration if (self.calibration or {}).get("step") == self.global_step else None
+        checkpoint["calibration"] = {"temperature": self.temperature, "report": report}
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._loaded_step = checkpoint.get("global_step")
+        # Checkpoints from before calibration have none: their probabilities stay as the model gives them.
+        self.temperature = checkpoint.get("calibration", {}).get("temperature", 1.0)
 
     def _weights_step(self) -> int:
         """The training step of the weights being evaluated: while fitting, the current one; evaluating a
@@ -166,8 +253,10 @@ class SentimentClassifier(L.LightningModule):
     def _start_epoch(self, split: str) -> None:
         # Reset here, not at the end of the last epoch: a reset under `validate`'s inference mode would leave
         # inference tensors that the next update, under `fit`'s no_grad validation, may not modify.
-        for metrics in (self.scores, self.losses, self.plots):
+        for metrics in (self.scores, self.losses, self.margins, self.labels):
             metrics[split].reset()
+        for metric in self.by_length[split].values():
+            metric.reset()
         self.wrong[split].reset()
 
     def on_validation_epoch_start(self) -> None:
@@ -195,7 +284,8 @@ class SentimentClassifier(L.LightningModule):
         self._log_hparams_with_final_scores("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        probabilities = self(batch).float().softmax(-1)
+        # Calibrated: the temperature the checkpoint's validation fitted (bert_imdb/reporting/calibration.py).
+        probabilities = (self(batch).float() / self.temperature).softmax(-1)
         confidence, label = probabilities.max(-1)
         return {
             "index": batch["index"],

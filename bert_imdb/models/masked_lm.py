@@ -6,15 +6,15 @@ from typing import ClassVar, Literal
 import lightning as L
 import torch
 from torch.nn import functional as F
-from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 from transformers import AutoConfig, AutoModelForMaskedLM, BertForPreTraining
 
 from bert_imdb.data.collate import LENGTHS, MASKED_INDEX
 from bert_imdb.errors import UserError
 from bert_imdb.models.inputs import model_inputs
-from bert_imdb.models.optimizer import adamw_with_linear_warmup, check_warmup_ratio
+from bert_imdb.models.optimizer import adamw_with_linear_warmup, check_optimizer_settings
 from bert_imdb.models.pretrained import attention_settings, from_pretrained
+from bert_imdb.workarounds.weighted_mean import WeightedMean
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # exp() of a mean loss above about 88.7 overflows float32 (a diverged run): perplexity is capped at exp(88).
@@ -84,7 +84,7 @@ class MaskedLanguageModel(L.LightningModule):
                 (benchmarks/results/README.md). Needs BERT's head layout (`cls.predictions`); other models run it on all.
         """
         super().__init__()
-        check_warmup_ratio(warmup_ratio)
+        check_optimizer_settings(learning_rate, weight_decay, warmup_ratio)
         self.save_hyperparameters()
         attention = attention_settings(attention_dropout, attn_implementation)
         if nsp:
@@ -96,13 +96,15 @@ class MaskedLanguageModel(L.LightningModule):
             )
         # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
         self.model.train()
-        self.val_mlm_loss = MeanMetric()
+        # validate_args=False, and WeightedMean for MeanMetric: their checks read the device on every update
+        # (torch.unique, isnan().any()), which would make the host wait on each evaluation step.
+        self.val_mlm_loss = WeightedMean()
         # NSP's loss, a mean over sentence pairs: val/loss is the two means added, as the training loss is.
-        self.val_nsp_loss = MeanMetric() if nsp else None
+        self.val_nsp_loss = WeightedMean() if nsp else None
         self.val_masked_acc = MulticlassAccuracy(
-            num_classes=self.model.config.vocab_size, average="micro", ignore_index=-100
+            num_classes=self.model.config.vocab_size, average="micro", ignore_index=-100, validate_args=False
         )
-        self.val_nsp_acc = BinaryAccuracy() if nsp else None
+        self.val_nsp_acc = BinaryAccuracy(validate_args=False) if nsp else None
         # BERT's heads (cls.predictions, and cls.seq_relationship with NSP) run apart from the encoder.
         self.head_on_scored_positions = head_on_masked_only and hasattr(
             getattr(self.model, "cls", None), "predictions"

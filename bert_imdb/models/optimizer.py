@@ -9,8 +9,13 @@ from transformers.trainer_pt_utils import get_parameter_names
 from bert_imdb.errors import UserError
 
 
-def check_warmup_ratio(warmup_ratio: float) -> None:
-    """Fail at construction, not at the first optimizer step, on a warmup share outside [0, 1)."""
+def check_optimizer_settings(learning_rate: float, weight_decay: float, warmup_ratio: float) -> None:
+    """Fail at construction, not at the first optimizer step (in a traceback from torch), on a learning
+    rate that is not positive, a negative weight decay or a warmup share outside [0, 1)."""
+    if not learning_rate > 0:
+        raise UserError(f"model.learning_rate={learning_rate} must be above 0, e.g. 2e-5")
+    if not weight_decay >= 0:
+        raise UserError(f"model.weight_decay={weight_decay} must be 0 or more, e.g. 0.01")
     if not 0 <= warmup_ratio < 1:
         raise UserError(f"model.warmup_ratio={warmup_ratio} must lie in [0, 1), e.g. 0.1")
 

@@ -42,6 +42,11 @@ def from_pretrained(auto_class, name: str, **kwargs):
 def attention_settings(attention_dropout: float | None, attn_implementation: str) -> dict:
     """The from_pretrained arguments for the attention: its implementation, and its dropout (None keeps the
     checkpoint's own)."""
+    if attention_dropout is not None and not 0 <= attention_dropout < 1:
+        raise UserError(
+            f"model.attention_dropout={attention_dropout} must lie in [0, 1), e.g. 0 or 0.1, or be null for the "
+            "model's own"
+        )
     dropout = {} if attention_dropout is None else {"attention_probs_dropout_prob": attention_dropout}
     return {"attn_implementation": attn_implementation, **dropout}
 
@@ -50,11 +55,15 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return from_pretrained(AutoTokenizer, name)
 
 
+# The fewest tokens per review that leave room for text beside the special tokens, at every truncation.
+MIN_MAX_LENGTH = 8
+
+
 def check_max_length(name: str, max_length: int) -> None:
     """Fail early when sequences of `max_length` tokens would not fit the model's position embeddings."""
-    if max_length < 8:
+    if max_length < MIN_MAX_LENGTH:
         raise UserError(
-            f"data.max_length={max_length} is too small: use at least 16, up to the model's limit"
+            f"data.max_length={max_length} is too small: use at least {MIN_MAX_LENGTH}, up to the model's limit"
         )
     limit = getattr(from_pretrained(AutoConfig, name), "max_position_embeddings", None)
     if limit is not None and max_length > limit:

@@ -4,7 +4,6 @@ figures, the PR CURVES tab, and the reviews the model got most confidently wrong
 import heapq
 
 import torch
-from torchmetrics.classification import BinaryPrecisionRecallCurve
 
 from bert_imdb.data.imdb import LABEL_NAMES
 
@@ -53,13 +52,6 @@ def confidently_wrong_table(rows: list[tuple[float, int, str]]) -> str:
         for conf, label, text in rows
     ]
     return "| confidence in the wrong label | true label | review |\n|---|---|---|\n" + "\n".join(lines)
-
-
-def pr_counts(curve: BinaryPrecisionRecallCurve) -> torch.Tensor:
-    """The curve's binned counts summed over processes, [thresholds, 2, 2] of [[tn, fp], [fn, tp]]. Every
-    process must call it (it syncs)."""
-    with curve.sync_context():
-        return curve.confmat.clone()
 
 
 def add_pr_curve(writer, tag: str, counts: torch.Tensor, step: int) -> None:

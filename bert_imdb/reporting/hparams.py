@@ -1,4 +1,5 @@
-"""TensorBoard's HPARAMS tab: one row per run, holding its real hyperparameters and both final accuracies."""
+"""TensorBoard's HPARAMS tab: one row per run, holding its real hyperparameters and its final validation's
+and test's accuracy, F1 and calibration error (before and after temperature scaling)."""
 
 from torch.utils.tensorboard.summary import hparams
 
@@ -6,7 +7,9 @@ from bert_imdb.workarounds.tensorboard_file_writer import file_writer
 
 # Declared by every run's summary, whichever are logged at the time: a run's fit and its test then fill
 # one row with all of them side by side.
-HP_METRICS = ("hp/val_acc", "hp/val_f1", "hp/test_acc", "hp/test_f1")
+HP_METRICS = tuple(
+    f"hp/{split}_{name}" for split in ("val", "test") for name in ("acc", "f1", "ece", "ece_calibrated")
+)
 # The Trainer settings that change what a run learns.
 TRAINER_HYPERPARAMETERS = ("precision", "max_epochs", "max_steps", "accumulate_grad_batches", "world_size")
 

@@ -6,30 +6,119 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bert_imdb.data.truncation import head_tokens
+from bert_imdb.reporting.calibration import reliability_table
 from bert_imdb.sources import is_hub_id, looks_like_path
 
 NOT_RECORDED = "not recorded"
 
 
-def recorded_metrics(module_class: type, checkpoint: dict, ckpt_path: str) -> dict[str, float | str]:
-    """The checkpoint's validation metrics (kept in it by ValidationRecord) and its test metrics (logged in
-    its run folder, <run>/checkpoints/<file>.ckpt, by a test of it, at its step), or "not recorded"."""
+def test_scalars(checkpoint: dict, ckpt_path: str) -> dict[str, float]:
+    """The scalars a test of the checkpoint logged in its run folder (<run>/checkpoints/<file>.ckpt), at
+    its step: empty when it was not tested there."""
+    run = Path(ckpt_path).expanduser().resolve().parent.parent
+    if not any(run.glob("events.out.tfevents.*")):
+        return {}
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    found = {}
+    for tag in events.Tags()["scalars"]:
+        if tag.startswith(("hp/test_", "test_by_length/")):
+            at_step = [e.value for e in events.Scalars(tag) if e.step == checkpoint.get("global_step")]
+            if at_step:
+                found[tag] = at_step[-1]
+    return found
+
+
+def recorded_metrics(
+    module_class: type, checkpoint: dict, tested: dict[str, float]
+) -> dict[str, float | str]:
+    """The checkpoint's validation metrics (kept in it by ValidationRecord) and its test metrics (`tested`,
+    from test_scalars), or "not recorded"."""
     validation = checkpoint.get("callbacks", {}).get("ValidationRecord", {}).get("metrics", {})
     shown = module_class.card_metrics
     found: dict[str, float | str] = {name: validation.get(name, NOT_RECORDED) for name in shown["validation"]}
-    found |= {name.removeprefix("hp/").replace("_", "/", 1): NOT_RECORDED for name in shown["test"]}
-    run = Path(ckpt_path).expanduser().resolve().parent.parent
-    if not shown["test"] or not any(run.glob("events.out.tfevents.*")):
-        return found
-    events = EventAccumulator(str(run))
-    events.Reload()
-    for name in set(shown["test"]) & set(events.Tags()["scalars"]):
-        at_step = [
-            event.value for event in events.Scalars(name) if event.step == checkpoint.get("global_step")
-        ]
-        if at_step:
-            found[name.removeprefix("hp/").replace("_", "/", 1)] = at_step[-1]
+    for name in shown["test"]:
+        found[name.removeprefix("hp/").replace("_", "/", 1)] = tested.get(name, NOT_RECORDED)
     return found
+
+
+def _by_length_table(validation: dict, tested: dict) -> str:
+    """Accuracy per length bucket, with the bucket sizes, of the validation and the test (where recorded)."""
+    names = sorted(
+        {
+            tag.removeprefix("val_by_length/reviews_")
+            for tag in validation
+            if tag.startswith("val_by_length/reviews_")
+        }
+        | {
+            tag.removeprefix("test_by_length/reviews_")
+            for tag in tested
+            if tag.startswith("test_by_length/reviews_")
+        },
+        key=_bucket_order,
+    )
+    if not names:
+        return f"Accuracy by review length: {NOT_RECORDED}."
+    lines = [
+        "| bucket | validation reviews | validation accuracy | test reviews | test accuracy |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        cells = [
+            name.replace("tokens_", "review tokens ").replace("dropped_", "tokens dropped by truncation ")
+        ]
+        for prefix, values in (("val_by_length", validation), ("test_by_length", tested)):
+            reviews, accuracy = values.get(f"{prefix}/reviews_{name}"), values.get(f"{prefix}/acc_{name}")
+            cells += [
+                "-" if reviews is None else str(int(reviews)),
+                "-" if accuracy is None else f"{accuracy:.4f}",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _classifier_sections(checkpoint: dict, tested: dict) -> str:
+    """Calibration (temperature, ECE and reliability before and after) and accuracy by review length."""
+    calibration = checkpoint.get("calibration") or {}
+    report = calibration.get("report")
+    validation = checkpoint.get("callbacks", {}).get("ValidationRecord", {}).get("metrics", {})
+    if report is None:
+        reliability = f"The validation's reliability bins: {NOT_RECORDED}."
+    else:
+        reliability = (
+            f"On the {sum(b['reviews'] for b in report['uncalibrated']['bins'])} validation reviews, "
+            f"temperature T = {report['temperature']:.4f} took the expected calibration error from "
+            f"{report['uncalibrated']['ece']:.4f} to {report['calibrated']['ece']:.4f} (negative "
+            f"log-likelihood {report['uncalibrated']['nll']:.4f} to {report['calibrated']['nll']:.4f}). "
+            "Reliability diagram (`reliability.png` beside this card), by bin of the positive probability:\n\n"
+            + reliability_table(report)
+        )
+    test = ""
+    if "hp/test_ece" in tested:
+        test = (
+            f"\n\nOn the test reviews, the expected calibration error was {tested['hp/test_ece']:.4f} before "
+            f"and {tested.get('hp/test_ece_calibrated', float('nan')):.4f} after the temperature."
+        )
+    return f"""
+## Calibration
+
+A review scored 0.9 positive should be positive 9 times in 10. The probabilities are temperature-scaled
+(Guo et al. 2017): the logits are divided by one number fitted on the validation reviews by minimising
+their negative log-likelihood, which leaves every predicted label as it was.
+{reliability}{test}
+
+## Accuracy by review length
+
+By a review's length in tokens (special tokens included) and by the tokens truncation dropped from it:
+
+{_by_length_table(validation, tested)}
+"""
+
+
+def _bucket_order(name: str) -> tuple:
+    kind, _, bucket = name.partition("_")
+    low = bucket.split("-")[0].rstrip("+")
+    return (kind != "tokens", int(low) if low.isdigit() else 0)
 
 
 def _truncation_text(data: dict) -> str:
@@ -96,7 +185,9 @@ def model_card(module_class: type, checkpoint: dict, ckpt_path: str, sizes: dict
         metadata["base_model"] = base
     if is_hub_id(saved_data.get("dataset", NOT_RECORDED)):
         metadata["datasets"] = [dataset]
-    metrics = recorded_metrics(module_class, checkpoint, ckpt_path)
+    tested = test_scalars(checkpoint, ckpt_path) if module_class.card_metrics["test"] else {}
+    metrics = recorded_metrics(module_class, checkpoint, tested)
+    extra = _classifier_sections(checkpoint, tested) if classifier else ""
     what = (
         "a binary sentiment classifier (labels `neg`, `pos`) of English movie reviews"
         if classifier
@@ -116,7 +207,11 @@ def model_card(module_class: type, checkpoint: dict, ckpt_path: str, sizes: dict
     usage = (
         "```python\nfrom transformers import pipeline\n\n"
         'classify = pipeline("text-classification", model="<this folder>")\n'
-        'classify(["A moving, beautifully acted film."], truncation=True)\n```'
+        'classify(["A moving, beautifully acted film."], truncation=True)\n```\n\n'
+        "The scores are calibrated probabilities: the temperature fitted on the validation reviews "
+        "(`calibration_temperature` in config.json) divides the logits inside the model, folded into its "
+        "classification layer, so `pipeline` applies it with nothing to add. The uncalibrated logits are "
+        "the model's logits times that temperature."
         if classifier
         else "```python\nfrom transformers import pipeline\n\n"
         'fill = pipeline("fill-mask", model="<this folder>")\nfill("This movie was [MASK].")\n```\n\n'
@@ -154,7 +249,7 @@ From the validation that scored these weights (on the held-out reviews), and fro
 checkpoint in its run folder, if there was one:
 
 {_metrics_table(metrics)}
-
+{extra}
 ## How to use
 
 {usage}

@@ -137,11 +137,19 @@ def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(tiny_model, h
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = (results / "summary.txt").read_text().splitlines()
-    parts = ["e sync check", "a seed recipe", "b bert-base shapes", "c full IMDb", "d MLM"]
+    parts = [
+        "e sync check",
+        "e MLM sync check",
+        "a seed recipe",
+        "b bert-base shapes",
+        "c full IMDb",
+        "d MLM",
+    ]
     assert [line.split(":")[0] for line in summary[1:]] == parts, summary
     assert all(": done in " in line for line in summary[1:]), "\n".join(summary) + done.stdout[-3000:]
     reports = {path.stem.split("-", 2)[2]: json.loads(path.read_text()) for path in results.glob("*.json")}
-    assert reports["sync-check"]["sync_check"]["sync_check"] == "not run: no CUDA device"
+    for check in ("sync-check", "sync-check-mlm"):
+        assert reports[check]["sync_check"]["sync_check"] == "not run: no CUDA device"
     assert set(reports["full"]["runs"]) == set(reports["full-bert-base"]["runs"]) == {"peer", "bert_imdb"}
     assert reports["full-bert-base"]["settings"]["shape"] == "bert-base"
     assert set(reports["mlm"]["levers"]) == set(MLM_LEVERS)

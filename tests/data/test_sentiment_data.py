@@ -9,7 +9,7 @@ from bert_imdb.errors import UserError
 
 
 def datamodule(model: str, dataset: str, **kwargs) -> IMDbDataModule:
-    return IMDbDataModule(dataset=dataset, tokenizer_name_or_path=model, max_length=32, **kwargs)
+    return IMDbDataModule(dataset=dataset, tokenizer_name_or_path=model, **{"max_length": 32, **kwargs})
 
 
 def cache_files() -> set[Path]:
@@ -65,12 +65,6 @@ def test_batches_are_padded_to_their_longest_review_only(tiny_model, hub_dataset
     assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels", "lengths"}
 
 
-def test_empty_split_after_limits_is_named(tiny_model, hub_dataset):
-    dm = datamodule(tiny_model, hub_dataset, max_train_samples=0)
-    with pytest.raises(UserError, match=r"train split is empty after data\.max_train_samples=0"):
-        dm.setup("fit")
-
-
 def test_batches_can_be_padded_to_a_multiple(tiny_model, hub_dataset):
     dm = datamodule(tiny_model, hub_dataset, batch_size=4, pad_to_multiple_of=8)
     dm.setup("fit")
@@ -83,8 +77,18 @@ def test_batches_can_be_padded_to_a_multiple(tiny_model, hub_dataset):
     [
         ({"truncation": "middle"}, "data.truncation='middle' is unknown: use one of head, tail, head+tail"),
         ({"pad_to_multiple_of": 0}, "data.pad_to_multiple_of=0 must be at least 1"),
+        ({"batch_size": 0}, "data.batch_size=0 is below 1: set it to 1 or more"),
+        ({"eval_batch_size": -2}, "data.eval_batch_size=-2 is below 1"),
+        (
+            {"max_train_samples": 0},
+            "data.max_train_samples=0 is below 1: set it to 1 or more, or leave it unset",
+        ),
+        ({"max_test_samples": -5}, "data.max_test_samples=-5 is below 1"),
+        ({"num_proc": 0}, "data.num_proc=0 is below 1"),
+        ({"num_workers": -1}, "data.num_workers=-1 is below 0"),
+        ({"max_length": 0}, "data.max_length=0 is too small: use at least 8"),
     ],
 )
-def test_bad_speed_settings_are_named(tiny_model, hub_dataset, settings, message):
+def test_bad_settings_are_named_before_anything_loads(tiny_model, hub_dataset, settings, message):
     with pytest.raises(UserError, match=re.escape(message)):
         datamodule(tiny_model, hub_dataset, **settings)
