@@ -274,6 +274,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
     argv = sys.argv[1:] if args is None else args
     quiet_library_noise()
     try:
+        _check_config_files(argv)
         if argv[:1] == ["export"]:
             auto_cli(export, args=argv[1:], prog="bert-imdb export")
             return None
@@ -305,6 +306,37 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
         if cause is None:
             raise
         raise SystemExit(f"error: {' '.join(str(cause).split())}") from None
+
+
+# A config is a page of YAML; anything this large was passed by mistake (a checkpoint, a dataset).
+MAX_CONFIG_BYTES = 10 * 2**20
+
+
+def _check_config_files(argv: list) -> None:
+    """Stop on a --config that is no text file before jsonargparse reads it: a binary file (a checkpoint
+    passed by mistake, say) ends there in a UnicodeDecodeError traceback."""
+    for i, arg in enumerate(argv):
+        if not isinstance(arg, str):
+            continue
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.partition("=")[2]
+        else:
+            continue
+        file = Path(str(path))
+        if not file.is_file():
+            continue  # jsonargparse says a missing file in one line, and a config string is no path
+        if file.stat().st_size > MAX_CONFIG_BYTES:
+            raise UserError(
+                f"--config {path} is {file.stat().st_size / 2**20:.0f} MB, not a YAML config: pass one such as configs/quickstart.yaml"
+            )
+        try:
+            file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(
+                f"--config {path} is not a UTF-8 text file: pass a YAML config such as configs/quickstart.yaml"
+            ) from None
 
 
 def main() -> None:

@@ -339,3 +339,32 @@ def test_a_disk_that_fills_up_during_predict_ends_in_one_line_and_leaves_nothing
     with pytest.raises(SystemExit, match=rf"cannot write predictions to {out} \(No space left on device\)"):
         cli_main(["predict", *tiny_args(tiny_model, hub_dataset), *args])
     assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "how", [["fit", "--config", "{path}"], ["fit", "--config={path}"], ["--config", "{path}", "fit"]]
+)
+def test_a_binary_config_ends_in_one_line(workdir, how):
+    # A checkpoint passed as --config by mistake: jsonargparse ended in a UnicodeDecodeError traceback.
+    path = workdir / "model.ckpt"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(SystemExit, match=rf"--config {path} is not a UTF-8 text file: pass a YAML config"):
+        cli_main([arg.format(path=path) for arg in how])
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "unknown model type"])
+def test_a_damaged_model_folder_ends_in_one_line(tiny_model, hub_dataset, workdir, damage):
+    import shutil
+
+    folder = workdir / "model"
+    shutil.copytree(tiny_model, folder)
+    if damage == "truncated weights":
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "model_type": "no-such-model"}))
+    with pytest.raises(
+        SystemExit, match=rf"cannot load model folder {folder} \(.*\): its files may be truncated"
+    ):
+        cli_main(["fit", *tiny_args(str(folder), hub_dataset)])

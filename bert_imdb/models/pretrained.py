@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from bert_imdb.errors import UserError
@@ -36,6 +37,14 @@ def from_pretrained(auto_class, name: str, **kwargs):
         reason = str(err).strip().splitlines()[0]
         raise UserError(
             f"cannot load {name!r} ({reason}); offline, point model_name_or_path at a local model folder"
+        ) from err
+    except (ValueError, RuntimeError, SafetensorError) as err:
+        # A truncated weights file (SafetensorError), an unknown model type (ValueError), weights of
+        # other shapes (RuntimeError): the folder is there, but not a model this can load.
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"cannot load model folder {name} ({reason}): its files may be truncated or of another kind of "
+            "model; download it again, or point model_name_or_path at another"
         ) from err
 
 
