@@ -171,8 +171,21 @@ def imdb_subsets(
     the first `max_*` of each part (of a seeded shuffle, for test). The benchmark's peer uses it too."""
     imdb = load_imdb(dataset)
     held_out = imdb["train"].train_test_split(test_size=val_fraction, seed=seed, stratify_by_column="label")
-    return {
+    subsets = {
         "train": _take(held_out["train"], max_train, "train", "max_train_samples"),
         "val": _take(held_out["test"], max_val, "validation", "max_val_samples"),
         "test": _take(imdb["test"].shuffle(seed=seed), max_test, "test", "max_test_samples"),
     }
+    _check_both_labels(subsets["train"], max_train)
+    return subsets
+
+
+def _check_both_labels(train: Dataset, limit: int | None) -> None:
+    """A training set of one label trains a model that always says it, with nothing to warn of it."""
+    found = set(train.unique("label"))
+    if len(found) < len(LABEL_NAMES):
+        [only] = found
+        fix = "raise data.max_train_samples, or check data.dataset" if limit else "check data.dataset"
+        raise UserError(
+            f"the {len(train)} training reviews are all {LABEL_NAMES[only]}: a classifier needs both labels: {fix}"
+        )

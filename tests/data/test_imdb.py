@@ -81,3 +81,23 @@ def test_class_label_names_that_say_nothing_of_sentiment_are_refused(tmp_path):
         Dataset.from_list(make_rows(4, 0), features=features).to_parquet(str(tmp_path / f"{split}.parquet"))
     with pytest.raises(UserError, match="names its labels good, bad: name them neg and pos"):
         load_imdb(str(tmp_path))
+
+
+def test_a_training_set_of_one_label_is_refused(tmp_path, hub_dataset):
+    from bert_imdb.data.imdb import imdb_subsets
+
+    # Only positive reviews in train: a model trained on them says "pos" to everything, silently.
+    folder = tmp_path / "all-positive"
+    folder.mkdir()
+    for split in ("train", "test"):
+        rows = [{**row, "label": 1} for row in make_rows(20, 0)]
+        Dataset.from_list(rows, features=IMDB_FEATURES).to_json(str(folder / f"{split}.jsonl"))
+    with pytest.raises(
+        UserError, match=r"the 18 training reviews are all pos: a classifier needs both labels"
+    ):
+        imdb_subsets(str(folder), seed=0)
+    # Both labels in the data, but a limit of one review leaves one: the message says to raise it.
+    with pytest.raises(
+        UserError, match=r"the 1 training reviews are all (pos|neg): .*raise data.max_train_samples"
+    ):
+        imdb_subsets(hub_dataset, seed=0, max_train=1)
