@@ -204,13 +204,18 @@ def _continue_last_run(config) -> None:
     if args is None:
         return
     runs = Path(args.save_dir) / args.name
-    last = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    last = _last_checkpoints(runs)
     if not last:
         rank_zero_warn(f"--ckpt_path last: no run under {runs} has a last.ckpt, so this fit starts a new run")
         config.ckpt_path = None
         return
     args.version = last[-1].parent.parent.name
     _check_same_setup(last[-1], config)
+
+
+def _last_checkpoints(runs: Path) -> list[Path]:
+    """The last.ckpt of every run under `runs` (<save_dir>/<name>), oldest first."""
+    return sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
 
 
 def _find_best_checkpoint(config, subcommand: str) -> None:
@@ -223,10 +228,7 @@ def _find_best_checkpoint(config, subcommand: str) -> None:
         )
     args = _tensorboard_args(config.trainer.logger)
     runs = Path(args.save_dir) / args.name if args is not None else None
-    last = (
-        sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime) if runs else []
-    )
-    for path in reversed(last):
+    for path in reversed(_last_checkpoints(runs) if runs else []):
         for key, state in load_checkpoint(str(path), mmap=True).get("callbacks", {}).items():
             best = state.get("best_model_path") if key.startswith("ModelCheckpoint") else None
             if best and Path(best).is_file():
@@ -327,9 +329,10 @@ def _check_config_files(argv: list) -> None:
         file = Path(str(path))
         if not file.is_file():
             continue  # jsonargparse says a missing file in one line, and a config string is no path
-        if file.stat().st_size > MAX_CONFIG_BYTES:
+        size = file.stat().st_size
+        if size > MAX_CONFIG_BYTES:
             raise UserError(
-                f"--config {path} is {file.stat().st_size / 2**20:.0f} MB, not a YAML config: pass one such as configs/quickstart.yaml"
+                f"--config {path} is {size / 2**20:.0f} MB, not a YAML config: pass one such as configs/quickstart.yaml"
             )
         try:
             file.read_bytes().decode("utf-8")

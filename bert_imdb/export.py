@@ -61,11 +61,11 @@ def export(*, ckpt_path: str, output_dir: str, overwrite: bool = False) -> None:
     max_length = checkpoint.get("datamodule_hyper_parameters", {}).get("max_length")
     if max_length is not None:
         tokenizer.model_max_length = max_length
+    calibration = checkpoint.get("calibration") or {}
     if isinstance(module, SentimentClassifier):
-        temperature = checkpoint.get("calibration", {}).get("temperature", 1.0)
-        fold_temperature(module.model, temperature)
+        fold_temperature(module.model, calibration.get("temperature", 1.0))
     card = model_card(module_class, checkpoint, ckpt_path, data_module_state(checkpoint))
-    report = (checkpoint.get("calibration") or {}).get("report")
+    report = calibration.get("report")
     # Written beside the output folder first, and moved in only once complete: an export that fails or is
     # killed halfway leaves no folder that looks like a model (nor half of one over an older export).
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")

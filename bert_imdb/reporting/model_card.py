@@ -29,12 +29,17 @@ def test_scalars(checkpoint: dict, ckpt_path: str) -> dict[str, float]:
     return found
 
 
+def _validation_metrics(checkpoint: dict) -> dict[str, float]:
+    """The metrics of the validation that scored the checkpoint's weights, as ValidationRecord kept them."""
+    return checkpoint.get("callbacks", {}).get("ValidationRecord", {}).get("metrics", {})
+
+
 def recorded_metrics(
     module_class: type, checkpoint: dict, tested: dict[str, float]
 ) -> dict[str, float | str]:
     """The checkpoint's validation metrics (kept in it by ValidationRecord) and its test metrics (`tested`,
     from test_scalars), or "not recorded"."""
-    validation = checkpoint.get("callbacks", {}).get("ValidationRecord", {}).get("metrics", {})
+    validation = _validation_metrics(checkpoint)
     shown = module_class.card_metrics
     found: dict[str, float | str] = {name: validation.get(name, NOT_RECORDED) for name in shown["validation"]}
     for name in shown["test"]:
@@ -44,16 +49,13 @@ def recorded_metrics(
 
 def _by_length_table(validation: dict, tested: dict) -> str:
     """Accuracy per length bucket, with the bucket sizes, of the validation and the test (where recorded)."""
+    splits = (("val_by_length", validation), ("test_by_length", tested))
     names = sorted(
         {
-            tag.removeprefix("val_by_length/reviews_")
-            for tag in validation
-            if tag.startswith("val_by_length/reviews_")
-        }
-        | {
-            tag.removeprefix("test_by_length/reviews_")
-            for tag in tested
-            if tag.startswith("test_by_length/reviews_")
+            tag.removeprefix(f"{prefix}/reviews_")
+            for prefix, values in splits
+            for tag in values
+            if tag.startswith(f"{prefix}/reviews_")
         },
         key=_bucket_order,
     )
@@ -67,7 +69,7 @@ def _by_length_table(validation: dict, tested: dict) -> str:
         cells = [
             name.replace("tokens_", "review tokens ").replace("dropped_", "tokens dropped by truncation ")
         ]
-        for prefix, values in (("val_by_length", validation), ("test_by_length", tested)):
+        for prefix, values in splits:
             reviews, accuracy = values.get(f"{prefix}/reviews_{name}"), values.get(f"{prefix}/acc_{name}")
             cells += [
                 "-" if reviews is None else str(int(reviews)),
@@ -81,7 +83,7 @@ def _classifier_sections(checkpoint: dict, tested: dict) -> str:
     """Calibration (temperature, ECE and reliability before and after) and accuracy by review length."""
     calibration = checkpoint.get("calibration") or {}
     report = calibration.get("report")
-    validation = checkpoint.get("callbacks", {}).get("ValidationRecord", {}).get("metrics", {})
+    validation = _validation_metrics(checkpoint)
     if report is None:
         reliability = f"The validation's reliability bins: {NOT_RECORDED}."
     else:
