@@ -5,8 +5,11 @@ import hashlib
 from pathlib import Path
 
 import datasets
+import numpy as np
+import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, Value, concatenate_datasets, load_dataset
-from datasets.exceptions import DatasetNotFoundError
+from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
+from lightning.pytorch.utilities import rank_zero_warn
 
 from bert_imdb.errors import UserError
 from bert_imdb.sources import looks_like_path
@@ -75,8 +78,11 @@ def _load_splits(dataset: str, needed: tuple[str, ...]) -> DatasetDict:
     else:
         try:
             data = load_dataset(dataset, cache_dir=_local_cache_dir(path) if path.is_dir() else None)
-        except (DatasetNotFoundError, FileNotFoundError, ValueError) as err:
-            reason = str(err).strip().splitlines()[0]
+        except (DatasetNotFoundError, DatasetGenerationError, FileNotFoundError, ValueError) as err:
+            # DatasetGenerationError says only "An error occurred while generating the dataset"; its cause
+            # names the file and the problem (a column of numbers in one file and text in another, say).
+            cause = err.__cause__ if isinstance(err, DatasetGenerationError) and err.__cause__ else err
+            reason = " ".join(str(cause).split())[:300]
             raise UserError(
                 f"cannot load dataset {dataset!r} ({reason}); point data.dataset at a folder with "
                 "train/test data files (Hub layout) or an extracted aclImdb/"
@@ -102,10 +108,12 @@ def load_imdb_text(dataset: str) -> Dataset:
     Never the test split: a model pre-trained on test reviews would be evaluated on text it has seen.
     """
     data = _load_splits(dataset, ("train",))
-    splits = [data[split] for split in ("train", "unsupervised") if split in data]
-    if any("text" not in split.column_names for split in splits):
+    splits = [name for name in ("train", "unsupervised") if name in data]
+    if any("text" not in data[name].column_names for name in splits):
         raise UserError(f"dataset {dataset} has no text column: rename the review column to text")
-    return concatenate_datasets([split.select_columns("text") for split in splits])
+    return concatenate_datasets(
+        [_checked_texts(data[name], name, dataset).select_columns("text") for name in splits]
+    )
 
 
 def _checked_split(data: Dataset, split: str, source: str) -> Dataset:
@@ -116,6 +124,7 @@ def _checked_split(data: Dataset, split: str, source: str) -> Dataset:
             f"the {split} split of {source} has no {' or '.join(missing)} column "
             f"(columns: {', '.join(data.column_names)}): rename its columns to text and label"
         )
+    data = _checked_texts(data, split, source)
     feature, labels = data.features["label"], set(data.unique("label"))
     if labels <= {0, 1}:
         if isinstance(feature, ClassLabel) and feature.names == LABEL_NAMES:
@@ -129,6 +138,34 @@ def _checked_split(data: Dataset, split: str, source: str) -> Dataset:
         return data.cast_column("label", ClassLabel(names=LABEL_NAMES))
     shown = ", ".join(sorted(map(str, labels))[:5])
     raise UserError(f"the {split} split of {source} has labels {shown}: IMDb labels must be 0/1 or neg/pos")
+
+
+def _checked_texts(data: Dataset, split: str, source: str) -> Dataset:
+    """Texts are strings, none missing; reviews of no text (empty or whitespace) are skipped with a
+    warning, as predict files skip them: a label on no words only teaches the model noise. Counted with
+    Arrow's compute functions over the column, not row by row in Python."""
+    feature = data.features["text"]
+    if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+        kind = feature.dtype if isinstance(feature, Value) else type(feature).__name__
+        raise UserError(
+            f"the text column of the {split} split of {source} is {kind}, not strings: store every review as a string"
+        )
+    texts = data.with_format("arrow")["text"]
+    if texts.null_count:
+        first = pc.index(pc.is_null(texts), True).as_py()
+        raise UserError(
+            f"the {split} split of {source} has {texts.null_count} review(s) with no text value (the first is "
+            f"row {first}): fill them in or remove those rows"
+        )
+    blank = np.asarray(pc.equal(pc.utf8_trim_whitespace(texts), "").to_numpy(zero_copy_only=False))
+    if blank.any():
+        rows = np.flatnonzero(blank)
+        rank_zero_warn(
+            f"the {split} split of {source} has {len(rows)} empty review(s) (the first is row {rows[0]}): "
+            "skipped"
+        )
+        data = data.select(np.flatnonzero(~blank))
+    return data
 
 
 def _to_imdb_id(batch: dict, ids: list[int]) -> dict:
@@ -170,7 +207,18 @@ def imdb_subsets(
     """The reviews a run uses: a stratified, seeded `val_fraction` of train held out for validation,
     the first `max_*` of each part (of a seeded shuffle, for test). The benchmark's peer uses it too."""
     imdb = load_imdb(dataset)
-    held_out = imdb["train"].train_test_split(test_size=val_fraction, seed=seed, stratify_by_column="label")
+    try:
+        held_out = imdb["train"].train_test_split(
+            test_size=val_fraction, seed=seed, stratify_by_column="label"
+        )
+    except ValueError as err:
+        # datasets' stratified split needs two reviews of each label and a held-out part of at least one
+        # per label; its message says which, in its own terms.
+        reason = " ".join(str(err).split())
+        raise UserError(
+            f"cannot hold out data.val_fraction={val_fraction} of the {len(imdb['train'])} training reviews "
+            f"with both labels in each part ({reason}): add reviews of the rarer label, or change data.val_fraction"
+        ) from None
     subsets = {
         "train": _take(held_out["train"], max_train, "train", "max_train_samples"),
         "val": _take(held_out["test"], max_val, "validation", "max_val_samples"),

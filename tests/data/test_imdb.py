@@ -101,3 +101,87 @@ def test_a_training_set_of_one_label_is_refused(tmp_path, hub_dataset):
         UserError, match=r"the 1 training reviews are all (pos|neg): .*raise data.max_train_samples"
     ):
         imdb_subsets(hub_dataset, seed=0, max_train=1)
+
+
+def _write_jsonl(folder: Path, train: list[dict], test: list[dict] | None = None) -> str:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in (("train", train), ("test", test if test is not None else train)):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        # One file of numbers beside one of text: datasets fails while generating the splits.
+        ("numbers in train, text in test", r"cannot load dataset .*Failed to parse string"),
+        ("a number among the texts", r"text column of the train split .* is Json, not strings"),
+        ("a list among the texts", r"text column of the train split .* is Json, not strings"),
+        (
+            "a missing text in train",
+            r"train split .* has 1 review\(s\) with no text value \(the first is row 3\)",
+        ),
+        (
+            "a missing text in test",
+            r"test split .* has 1 review\(s\) with no text value \(the first is row 3\)",
+        ),
+        ("numbers only", r"text column of the train split .* is int64, not strings"),
+    ],
+)
+def test_texts_that_are_not_strings_are_named(tmp_path, bad, message):
+    """Each was a traceback (TypeError: TextEncodeInput must be ..., DatasetGenerationError) or, for a list,
+    silent training on its JSON text."""
+    rows = make_rows(10, 0)
+    train = test = rows
+    odd = {
+        "a number among the texts": 5,
+        "a list among the texts": ["a", "b"],
+        "a missing text in train": None,
+    }
+    if bad in odd:
+        train = [*rows[:3], {"text": odd[bad], "label": 0}, *rows[3:]]
+    elif bad == "a missing text in test":
+        test = [*rows[:3], {"text": None, "label": 0}, *rows[3:]]
+    elif bad == "numbers in train, text in test":
+        train = [{"text": i, "label": i % 2} for i in range(10)]
+    elif bad == "numbers only":
+        train = test = [{"text": i, "label": i % 2} for i in range(10)]
+    folder = _write_jsonl(tmp_path / "data", train, test)
+    with pytest.raises(UserError, match=message):
+        load_imdb(folder)
+
+
+def test_empty_reviews_are_skipped_with_a_warning(tmp_path):
+    """The rule of predict files: a review of no words (empty or whitespace) is skipped and counted."""
+    rows = make_rows(10, 0)
+    blank = [{"text": "", "label": 0}, {"text": " \n\t", "label": 1}]
+    folder = _write_jsonl(tmp_path / "data", [*rows[:2], *blank, *rows[2:]], rows)
+    with pytest.warns(
+        UserWarning, match=r"train split .* has 2 empty review\(s\) \(the first is row 2\): skipped"
+    ):
+        data = load_imdb(folder)
+    assert data["train"]["text"] == [row["text"] for row in rows]
+    assert len(data["test"]) == 10
+
+
+@pytest.mark.parametrize(
+    ("labels", "val_fraction", "message"),
+    [
+        # One negative review: the stratified split needs two of each label (a traceback before).
+        ([1] * 19 + [0], 0.1, "least populated class"),
+        # A held-out part of one review cannot hold both labels.
+        ([0, 1] * 10, 0.05, "should be greater or equal to the number of classes"),
+    ],
+    ids=["one review of a label", "held-out part smaller than the labels"],
+)
+def test_a_validation_split_that_cannot_hold_both_labels_is_named(tmp_path, labels, val_fraction, message):
+    from bert_imdb.data.imdb import imdb_subsets
+
+    rows = [{"text": f"review {i}", "label": label} for i, label in enumerate(labels)]
+    folder = _write_jsonl(tmp_path / "data", rows)
+    with pytest.raises(
+        UserError, match=rf"cannot hold out data.val_fraction={val_fraction} of the 20 .*{message}"
+    ):
+        imdb_subsets(folder, seed=0, val_fraction=val_fraction)
