@@ -1,16 +1,15 @@
 """The command line: `python -m bert_imdb {fit,validate,test,predict,export}`, a LightningCLI."""
 
-import importlib
 import sys
 from pathlib import Path
 
 import lightning as L
+import yaml
 from jsonargparse import auto_cli
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins import Precision
-from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from bert_imdb.callbacks.early_stopping import EarlyStop
@@ -36,7 +35,14 @@ from bert_imdb.export import export
 from bert_imdb.models.classifier import SentimentClassifier
 from bert_imdb.precision import checked_precision
 from bert_imdb.quiet import quiet_library_noise
-from bert_imdb.tasks import check_pairing
+from bert_imdb.run_folders import (
+    claim_run_folder,
+    continue_last_run,
+    find_best_checkpoint,
+    log_into_checkpoint_run,
+    release_unused_run_folder,
+)
+from bert_imdb.tasks import check_pairing, import_class
 from bert_imdb.workarounds.fit_loop import ExactResumeFitLoop
 
 DESCRIPTION = (
@@ -45,11 +51,6 @@ DESCRIPTION = (
     "bert_imdb.IMDbPretrainingDataModule: see configs/mlm.yaml). Subcommands: fit, validate, test, predict "
     "(Lightning's), and export (a checkpoint to a Hugging Face model folder: bert-imdb export --help)."
 )
-
-
-def _import(class_path: str) -> type:
-    module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 class BertImdbCLI(LightningCLI):
@@ -122,7 +123,7 @@ class BertImdbCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         # Without a subcommand (run=False), the classes are only built: there is nothing to run or resume.
         config = self.config[self.subcommand] if self.subcommand else self.config
-        model_class, data_class = _import(config.model.class_path), _import(config.data.class_path)
+        model_class, data_class = import_class(config.model.class_path), import_class(config.data.class_path)
         check_pairing(model_class, data_class)
         _refuse_missing_step(model_class, self.subcommand)
         _resolve_checkpoint_metric(config.checkpoint, model_class)
@@ -135,11 +136,15 @@ class BertImdbCLI(LightningCLI):
         if self.subcommand == "predict":
             _prepare_predict(config)
         if self.subcommand in ("validate", "test", "predict") and config.ckpt_path in ("best", "hpc"):
-            _find_best_checkpoint(config, self.subcommand)
+            find_best_checkpoint(config, self.subcommand)
         if self.subcommand == "fit" and config.ckpt_path == "last" and config.last_checkpoint.dirpath is None:
-            _continue_last_run(config)
+            last = continue_last_run(config)
+            if last is not None:
+                _check_same_setup(last, config)
         elif self.subcommand and _is_file_path(config.ckpt_path):
-            _log_into_checkpoint_run(config.trainer.logger, Path(config.ckpt_path))
+            log_into_checkpoint_run(config.trainer.logger, Path(config.ckpt_path))
+        if self.subcommand:
+            claim_run_folder(config.trainer.logger)
 
 
 def _refuse_missing_step(model_class: type, subcommand: str | None) -> None:
@@ -183,70 +188,6 @@ def _prepare_predict(config) -> None:
         scan_reviews(predict_file)
     if config.return_predictions is None:
         config.return_predictions = False
-
-
-def _tensorboard_args(logger):
-    """The init_args of a TensorBoardLogger the config asks for without a fixed version, else None: only
-    then may a command choose the run folder it logs into."""
-    if not (isinstance(logger, dict) or hasattr(logger, "class_path")):
-        return None
-    if _import(logger.class_path) is not TensorBoardLogger or logger.init_args.get("version") is not None:
-        return None
-    return logger.init_args
-
-
-def _continue_last_run(config) -> None:
-    """Point the TensorBoard logger at the newest run with a last.ckpt, so `--ckpt_path last` finds it there
-    and the resumed run keeps logging into the same folder instead of starting a new version. With none,
-    say so and fit a new run (Lightning would start one too, with a hint to set save_last that does not
-    apply here)."""
-    args = _tensorboard_args(config.trainer.logger)
-    if args is None:
-        return
-    runs = Path(args.save_dir) / args.name
-    last = _last_checkpoints(runs)
-    if not last:
-        rank_zero_warn(f"--ckpt_path last: no run under {runs} has a last.ckpt, so this fit starts a new run")
-        config.ckpt_path = None
-        return
-    args.version = last[-1].parent.parent.name
-    _check_same_setup(last[-1], config)
-
-
-def _last_checkpoints(runs: Path) -> list[Path]:
-    """The last.ckpt of every run under `runs` (<save_dir>/<name>), oldest first."""
-    return sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-
-
-def _find_best_checkpoint(config, subcommand: str) -> None:
-    """`--ckpt_path best` of validate, test or predict, in a process of its own (Lightning knows "best" only
-    in the process that fitted): the best checkpoint of the newest run with a last.ckpt, as its
-    ModelCheckpoint recorded it there. "hpc" names SLURM's requeue checkpoint, which only a fit resumes."""
-    if config.ckpt_path == "hpc":
-        raise UserError(
-            f"--ckpt_path hpc resumes a fit on SLURM: {subcommand} a .ckpt file, or --ckpt_path best"
-        )
-    args = _tensorboard_args(config.trainer.logger)
-    runs = Path(args.save_dir) / args.name if args is not None else None
-    for path in reversed(_last_checkpoints(runs) if runs else []):
-        for key, state in load_checkpoint(str(path), mmap=True).get("callbacks", {}).items():
-            best = state.get("best_model_path") if key.startswith("ModelCheckpoint") else None
-            if best and Path(best).is_file():
-                config.ckpt_path = best
-                return
-    where = f"no run under {runs}" if runs else "with a fixed logger version, no run"
-    raise UserError(f"--ckpt_path best: {where} records a best checkpoint that exists: pass the .ckpt file")
-
-
-def _log_into_checkpoint_run(logger, ckpt_path: Path) -> None:
-    """A checkpoint from a run folder (<save_dir>/<name>/<version>/checkpoints/) is evaluated, predicted
-    or resumed in that run: TensorBoard then shows test/* beside the fit's train/* and val/*, and one
-    HPARAMS row with both accuracies. Not when the logger's version is set, or is not TensorBoard."""
-    args = _tensorboard_args(logger)
-    run = ckpt_path.expanduser().resolve().parent.parent
-    if args is None or ckpt_path.parent.name != "checkpoints" or not (run / "hparams.yaml").is_file():
-        return
-    args.save_dir, args.name, args.version = str(run.parent.parent), run.parent.name, run.name
 
 
 def _is_file_path(ckpt_path: str | None) -> bool:
@@ -308,6 +249,9 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
         if cause is None:
             raise
         raise SystemExit(f"error: {' '.join(str(cause).split())}") from None
+    finally:
+        # A command that wrote nothing into the run folder it claimed (it failed first) leaves no folder.
+        release_unused_run_folder()
 
 
 # A config is a page of YAML; anything this large was passed by mistake (a checkpoint, a dataset).
@@ -315,8 +259,10 @@ MAX_CONFIG_BYTES = 10 * 2**20
 
 
 def _check_config_files(argv: list) -> None:
-    """Stop on a --config that is no text file before jsonargparse reads it: a binary file (a checkpoint
-    passed by mistake, say) ends there in a UnicodeDecodeError traceback."""
+    """Stop on a --config that is no YAML mapping before jsonargparse reads it: a binary file (a checkpoint
+    passed by mistake, say) ends there in a UnicodeDecodeError traceback, and a YAML syntax error in its
+    usage text and a message of several lines. jsonargparse's YAML loader is a SafeLoader: what it reads,
+    yaml.safe_load reads too."""
     for i, arg in enumerate(argv):
         if not isinstance(arg, str):
             continue
@@ -335,11 +281,25 @@ def _check_config_files(argv: list) -> None:
                 f"--config {path} is {size / 2**20:.0f} MB, not a YAML config: pass one such as configs/quickstart.yaml"
             )
         try:
-            file.read_bytes().decode("utf-8")
+            settings = yaml.safe_load(file.read_bytes().decode("utf-8"))
         except UnicodeDecodeError:
             raise UserError(
                 f"--config {path} is not a UTF-8 text file: pass a YAML config such as configs/quickstart.yaml"
             ) from None
+        except yaml.YAMLError as err:
+            # jsonargparse reports it as its usage text and a multi-line message about "<unicode string>".
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err)
+            raise UserError(
+                f"--config {path} is not valid YAML{where} ({problem}): fix the file there"
+            ) from None
+        if not isinstance(settings, dict):
+            what = "nothing" if settings is None else f"a {type(settings).__name__}"
+            raise UserError(
+                f"--config {path} holds {what}, not settings: write them as key: value lines, as in "
+                "configs/quickstart.yaml"
+            )
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 record it), with the data module it trains on. Each module also says what it reports: `checkpoint_metric`
 (what ModelCheckpoint keeps the best of) and `card_metrics` (what an export's model card shows)."""
 
+import importlib
+
 import lightning as L
 
 from bert_imdb.data.pretraining import IMDbPretrainingDataModule
@@ -44,3 +46,9 @@ def data_module_state(checkpoint: dict) -> dict:
     Lightning keeps it under the data module's qualified class name."""
     names = {data.__qualname__ for data in DATA_MODULES}
     return next((v for k, v in checkpoint.items() if k in names and isinstance(v, dict)), {})
+
+
+def import_class(class_path: str) -> type:
+    """The class a config names by its import path (a module, data module or logger's class_path)."""
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)

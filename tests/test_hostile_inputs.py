@@ -5,6 +5,7 @@ import csv
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -233,6 +234,26 @@ def test_a_checkpoint_holding_code_runs_nothing_and_names_the_global(
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
+def test_the_best_checkpoint_a_run_recorded_is_checked_too(
+    tiny_model, hub_dataset, workdir, best_checkpoint, subcommand
+):
+    """`--ckpt_path best` resolves to the file the run's ModelCheckpoint recorded: it skipped the checks a
+    path given by hand gets, and torch's own refusal ended in a traceback."""
+    marker = workdir / "ran"
+    checkpoint = torch.load(best_checkpoint, weights_only=True)
+    checkpoint["hyper_parameters"]["callback"] = RunsCode(marker)
+    torch.save(checkpoint, best_checkpoint)
+    reviews = workdir / "reviews.txt"
+    reviews.write_text("a wonderful film\n")
+    args = [*tiny_args(tiny_model, hub_dataset), "--ckpt_path=best", f"--data.predict_file={reviews}"]
+    with pytest.raises(SystemExit) as exit_:
+        cli_main([subcommand, *args])
+    recorded = best_checkpoint.relative_to(workdir)  # as the run recorded it
+    assert str(exit_.value.code).startswith(f"error: checkpoint {recorded} holds a pickled posix.system")
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -350,6 +371,32 @@ def test_a_binary_config_ends_in_one_line(workdir, how):
     path.write_bytes(bytes(range(256)) * 8)
     with pytest.raises(SystemExit, match=rf"--config {path} is not a UTF-8 text file: pass a YAML config"):
         cli_main([arg.format(path=path) for arg in how])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "trainer:\n  max_epochs: [1\nmodel:\n  learning_rate: 1e-4\n",
+            r"is not valid YAML at line 3, column 6 \(",
+        ),
+        ("trainer:\n\tmax_epochs: 1\n", r"is not valid YAML at line 2, column 1 \(found character '\\t'"),
+        ("model: {learning_rate: 1e-4\n", r"is not valid YAML at line 2, column 1 \("),
+        ("- 1\n- 2\n", "holds a list, not settings: write them as key: value lines"),
+        ("just words\n", "holds a str, not settings"),
+        ("", "holds nothing, not settings"),
+        ("# only a comment\n", "holds nothing, not settings"),
+    ],
+    ids=["unclosed bracket", "tab indent", "unclosed brace", "a list", "a string", "empty", "comments only"],
+)
+def test_a_config_that_is_no_yaml_mapping_ends_in_one_line(workdir, capsys, text, message):
+    """jsonargparse printed its usage text and a message of several lines about "<unicode string>"."""
+    path = workdir / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["fit", "--config", str(path)])
+    assert re.match(rf"error: --config {path} {message}", str(exit_.value.code)), exit_.value.code
+    assert "\n" not in str(exit_.value.code) and "usage" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("damage", ["truncated weights", "unknown model type"])
