@@ -13,6 +13,7 @@ from bert_imdb.models.classifier import SentimentClassifier
 from bert_imdb.models.pretrained import load_tokenizer
 from bert_imdb.reporting.calibration import save_reliability_figure
 from bert_imdb.reporting.model_card import model_card
+from bert_imdb.sources import looks_like_path
 from bert_imdb.tasks import data_module_state, module_of_checkpoint
 
 
@@ -32,7 +33,9 @@ def fold_temperature(model, temperature: float) -> None:
 
 
 @rank_zero_only
-def export(*, ckpt_path: str, output_dir: str, overwrite: bool = False) -> None:
+def export(
+    *, ckpt_path: str, output_dir: str, overwrite: bool = False, model_name_or_path: str | None = None
+) -> None:
     """Write a checkpoint as a Hugging Face model folder: safetensors weights, config and tokenizer.
 
     A classifier checkpoint becomes a sequence-classification model with id2label {0: neg, 1: pos}, for
@@ -44,6 +47,9 @@ def export(*, ckpt_path: str, output_dir: str, overwrite: bool = False) -> None:
         ckpt_path: A checkpoint written by `python -m bert_imdb fit`.
         output_dir: The folder to write; it must be new or empty unless overwrite is set.
         overwrite: Write into a folder that already has files, replacing the model files in it.
+        model_name_or_path: The model the run started from (folder or Hub id), where the checkpoint's does
+            not resolve from here: a relative path, exported from another folder. Its weights are replaced
+            by the checkpoint's; its config and tokenizer are used.
     """
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
@@ -55,6 +61,16 @@ def export(*, ckpt_path: str, output_dir: str, overwrite: bool = False) -> None:
     checkpoint = load_checkpoint(ckpt_path)
     module_class = module_of_checkpoint(checkpoint, ckpt_path)
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    if model_name_or_path is not None:
+        hparams["model_name_or_path"] = model_name_or_path
+    elif (
+        looks_like_path(hparams["model_name_or_path"])
+        and not Path(hparams["model_name_or_path"]).expanduser().exists()
+    ):
+        raise UserError(
+            f"the checkpoint's model {hparams['model_name_or_path']} does not exist from {Path.cwd()}: run "
+            "export from the folder the run was started in, or pass --model_name_or_path <its model folder or Hub id>"
+        )
     module = module_class(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
     tokenizer = load_tokenizer(hparams["model_name_or_path"])

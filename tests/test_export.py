@@ -202,3 +202,35 @@ def test_an_export_that_fails_halfway_leaves_nothing_half_written(workdir, best_
             )
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # the older export, whole
     assert sorted(path.name for path in workdir.iterdir()) == sorted(["exported", "lightning_logs"])
+
+
+def test_export_from_another_folder_takes_the_model_path_given(
+    tiny_model, workdir, best_checkpoint, monkeypatch
+):
+    """A run started from its project folder records a relative model path; export run elsewhere could not
+    find it, and had no way to be told."""
+    import shutil
+
+    shutil.copytree(tiny_model, workdir / "models" / "tiny")
+    checkpoint = torch.load(best_checkpoint, weights_only=False)
+    checkpoint["hyper_parameters"]["model_name_or_path"] = "./models/tiny"
+    relative = workdir / "relative.ckpt"
+    torch.save(checkpoint, relative)
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = elsewhere / "exported"
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["export", f"--ckpt_path={relative}", f"--output_dir={out}"])
+    assert re.fullmatch(
+        r"error: the checkpoint's model \./models/tiny does not exist from .*elsewhere: run export from the "
+        r"folder the run was started in, or pass --model_name_or_path <its model folder or Hub id>",
+        str(exit_.value.code),
+    )
+    assert not out.exists()
+    cli_main(
+        ["export", f"--ckpt_path={relative}", f"--output_dir={out}", "--model_name_or_path=../models/tiny"]
+    )
+    exported = AutoModelForSequenceClassification.from_pretrained(out)
+    weights = checkpoint["state_dict"]["model.bert.encoder.layer.0.attention.self.query.weight"]
+    assert torch.equal(exported.bert.encoder.layer[0].attention.self.query.weight, weights)

@@ -284,7 +284,8 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
         check_at_least("data.max_train_reviews", max_train_reviews, 1, unset=True)
         check_at_least("data.num_workers", num_workers, 0)
         check_max_length(tokenizer_name_or_path, max_length)
-        self.save_hyperparameters()
+        # Not LightningCLI's `_instantiator`: how the CLI built it, no hyperparameter (hparams.yaml, checkpoints).
+        self.save_hyperparameters(ignore="_instantiator")
         self.tokenizer = load_tokenizer(tokenizer_name_or_path)
         # Fresh masks for every training batch, from the main process's generator, which seed_everything
         # seeds and checkpoints keep (callbacks/exact_resume.py).

@@ -102,7 +102,8 @@ class IMDbDataModule(L.LightningDataModule):
                 f"raise it to at least {max_length}"
             )
         check_max_length(tokenizer_name_or_path, max_length)
-        self.save_hyperparameters()
+        # Not LightningCLI's `_instantiator`: how the CLI built it, no hyperparameter (hparams.yaml, checkpoints).
+        self.save_hyperparameters(ignore="_instantiator")
         # A predict file of fewer batches than processes leaves some with none; they still take part.
         self.allow_zero_length_dataloader_with_multiple_devices = True
         self.tokenizer = load_tokenizer(tokenizer_name_or_path)

@@ -71,7 +71,8 @@ class SentimentClassifier(L.LightningModule):
         """
         super().__init__()
         check_optimizer_settings(learning_rate, weight_decay, warmup_ratio)
-        self.save_hyperparameters()
+        # Not LightningCLI's `_instantiator`: how the CLI built it, no hyperparameter (hparams.yaml, checkpoints).
+        self.save_hyperparameters(ignore="_instantiator")
         self.model = from_pretrained(
             AutoModelForSequenceClassification,
             model_name_or_path,

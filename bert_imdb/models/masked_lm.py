@@ -85,7 +85,8 @@ class MaskedLanguageModel(L.LightningModule):
         """
         super().__init__()
         check_optimizer_settings(learning_rate, weight_decay, warmup_ratio)
-        self.save_hyperparameters()
+        # Not LightningCLI's `_instantiator`: how the CLI built it, no hyperparameter (hparams.yaml, checkpoints).
+        self.save_hyperparameters(ignore="_instantiator")
         attention = attention_settings(attention_dropout, attn_implementation)
         if nsp:
             self.model = load_nsp_model(model_name_or_path, **attention)
