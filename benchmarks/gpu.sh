@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Every GPU measurement of docs/speed.md, in one run, on a machine without network:
 #   benchmarks/gpu.sh RESULTS_DIR MODEL_DIR DATA_DIR
-# MODEL_DIR: all-MiniLM-L6-v2 (fp32 or fp16 weights); DATA_DIR: IMDb laid out like stanfordnlp/imdb, or the
-# packed reviews of `python benchmarks/payload.py pack` (MODEL_DIR its model/, DATA_DIR its imdb/).
+# MODEL_DIR: all-MiniLM-L6-v2 (fp32 or fp16 weights); DATA_DIR: IMDb laid out like stanfordnlp/imdb; or
+# `python benchmarks/payload.py pack`'s folders (MODEL_DIR its model/, DATA_DIR its imdb/), whose wheels/
+# beside them are installed first (pip, no index: the packages the GPU machine's image lacks).
 # Each part writes its JSON and Markdown into RESULTS_DIR; summary.txt says how each ended and how long it
 # took. A part that fails is recorded, and the next one runs. About 6 minutes on one H100 (budget: 8).
 #   (e) sync check: training and validation steps under torch.cuda.set_sync_debug_mode("error"), of the
 #       classifier and of MLM (first: it is quick)
-#   (a) the seed recipe, peer and bert_imdb: all-MiniLM-L6-v2, 1,000/500 reviews, 3 epochs, batch 8
+#   (a) the seed recipe, the tuned Trainer peer and bert_imdb: all-MiniLM-L6-v2, 1,000/500 reviews, 3 epochs,
+#       batch 8
 #   (b) bert-base shapes (random weights), peer and bert_imdb: batch 32, max length 512
 #   (c) all-MiniLM-L6-v2 on full IMDb (configs/full-minilm.yaml): fit and test, timed
 #   (d) MLM pre-training throughput, head on the scored positions and on every position
@@ -27,6 +29,15 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
+# A payload of benchmarks/payload.py: its wheels (what the image lacks) first, for the steps below.
+if [ -d "$MODEL/../wheels" ] && ls "$MODEL"/../wheels/*.whl >/dev/null 2>&1; then
+    python -m pip install --quiet --no-index --no-deps "$MODEL"/../wheels/*.whl || exit 1
+    echo "gpu.sh: installed the payload's wheels: $(cd "$MODEL/../wheels" && ls -- *.whl | tr '\n' ' ')"
+fi
+if [ -f "$MODEL/model.safetensors.xz" ]; then
+    python benchmarks/payload.py unpack-model "$MODEL" "$WORK/model" >/dev/null || exit 1
+    MODEL=$WORK/model
+fi
 if [ -f "$DATA/train.tsv.xz" ]; then
     python benchmarks/payload.py unpack "$DATA" "$WORK/imdb" >/dev/null
     DATA=$WORK/imdb

@@ -34,6 +34,20 @@ def matmul_peak(dtype: torch.dtype, seconds: float = 1.0) -> float:
     return best
 
 
+# Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, in FLOP/s, by the name torch
+# reports; the SXM parts (H100 PCIe: 756 TFLOP/s). MFU against them is what papers quote; the matmul
+# peak measured in the same run (matmul_peak) says what this machine's clocks and power allowed.
+DATASHEET_BF16_PEAKS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def datasheet_bf16_peak() -> float | None:
+    """The datasheet's dense bf16 peak of this machine's GPU, or None (a CPU, or a card not listed)."""
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((peak for card, peak in DATASHEET_BF16_PEAKS.items() if card in name), None)
+
+
 def peak_memory() -> dict:
     memory = {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if torch.cuda.is_available():

@@ -38,6 +38,7 @@ ROWS = [
     ("padding share of tokens processed", "padding_fraction", "{:.1%}"),
     ("model FLOP/s on real tokens (G)", "model_flops_per_second", "{:.1f}"),
     ("MFU (of this run's dtype's matmul peak)", "mfu", "{:.1%}"),
+    ("MFU (of the GPU's datasheet dense bf16 peak)", "mfu_datasheet", "{:.1%}"),
     ("peak memory, RSS (GB)", "peak_rss_gb", "{:.2f}"),
     ("peak GPU memory (GB)", "peak_gpu_gb", "{:.2f}"),
     ("test accuracy", "test_acc", "{:.3f}"),
@@ -102,27 +103,40 @@ def config_markdown(report: dict) -> str:
     ]
     for label, key, fmt in ROWS:
         if key in run:
-            value = run[key] / 1e9 if key == "model_flops_per_second" else run[key]
-            lines.append(f"| {label} | {fmt.format(value)} |")
+            lines.append(f"| {label} | {_cell(run, key, fmt)} |")
     return "\n".join(lines) + "\n"
+
+
+PEERS = {
+    "peer": "seed peer (HF Trainer, pad to max length)",
+    "tuned_peer": "tuned peer (HF Trainer, grouped by length, dynamic padding)",
+}
 
 
 def markdown(report: dict) -> str:
-    peer, ours = report["runs"]["peer"], report["runs"]["bert_imdb"]
+    runs = [report["runs"][name] for name in (*PEERS, "bert_imdb")]
     lines = [
         *header(report),
-        "| | peer (HF Trainer, pad to max length) | bert_imdb | ratio |",
-        "|---|---:|---:|---:|",
+        f"| | {' | '.join(PEERS.values())} | bert_imdb | vs seed peer | vs tuned peer |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    ratios = report["ratios"]
     for label, key, fmt in ROWS:
-        if key not in peer:
+        if all(key not in run for run in runs):
             continue
-        scale = 1e9 if key == "model_flops_per_second" else 1
+        cells = [_cell(run, key, fmt) for run in runs]
         ratio = {"wall_seconds": "speedup", "real_tokens_per_second": "throughput"}.get(key)
-        cells = [fmt.format(run[key] / scale if scale != 1 else run[key]) for run in (peer, ours)]
-        note = f"{ratios[ratio]:.2f}x" if ratio else ""
-        if key == "test_acc":
-            note = f"{ratios['accuracy_points']:+.1f} points"
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {note} |")
+        notes = []
+        for peer in PEERS:
+            ratios = report["ratios"][peer]
+            if key == "test_acc":
+                notes.append(f"{ratios['accuracy_points']:+.1f} points")
+            else:
+                notes.append(f"{ratios[ratio]:.2f}x" if ratio else "")
+        lines.append(f"| {label} | {' | '.join(cells)} | {' | '.join(notes)} |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(run: dict, key: str, fmt: str) -> str:
+    if key not in run:
+        return "-"
+    return fmt.format(run[key] / 1e9 if key == "model_flops_per_second" else run[key])

@@ -16,7 +16,7 @@ from bert_imdb.models.masked_lm import MaskedLanguageModel
 TINY = ["--train-samples", "32", "--test-samples", "16", "--epochs", "2", "--max-length", "64"]
 
 
-def test_bench_runs_both_recipes_on_the_same_reviews_and_reports_them(tiny_model, hub_dataset, workdir):
+def test_bench_runs_the_three_recipes_on_the_same_reviews_and_reports_them(tiny_model, hub_dataset, workdir):
     results = workdir / "results"
     cache = Path(os.environ["HF_DATASETS_CACHE"])
     cached_before = set(cache.rglob("*"))
@@ -25,17 +25,23 @@ def test_bench_runs_both_recipes_on_the_same_reviews_and_reports_them(tiny_model
     assert set(cache.rglob("*")) == cached_before
     [report_file] = results.glob("*.json")
     report = json.loads(report_file.read_text())
-    peer, ours = report["runs"]["peer"], report["runs"]["bert_imdb"]
+    peer, tuned, ours = (report["runs"][run] for run in ("peer", "tuned_peer", "bert_imdb"))
     # Same reviews, same epochs: the same real tokens, whatever the padding and truncation; and so the
-    # same model FLOPs, counted by each run its own way (bert_imdb per batch, the peer over its dataset).
-    assert peer["real_tokens"] == ours["real_tokens"]
-    assert peer["flops"] == ours["flops"]
+    # same model FLOPs, counted by each run its own way (bert_imdb per batch, the peers over their dataset).
+    assert peer["real_tokens"] == tuned["real_tokens"] == ours["real_tokens"]
+    assert peer["flops"] == tuned["flops"] == ours["flops"]
     assert peer["padded_tokens"] == 32 * 64 * 2  # every review padded to max length, twice
-    assert ours["padded_tokens"] < peer["padded_tokens"]  # grouped batches, padded to their longest
+    # The tuned peer pads each batch of grouped reviews to its longest, rounded up to a multiple of 8.
+    assert ours["real_tokens"] < tuned["padded_tokens"] < peer["padded_tokens"]
+    assert tuned["padded_tokens"] % 8 == 0
     assert len(peer["test_acc_per_epoch"]) == 2  # the seed recipe evaluates on test every epoch
+    assert len(tuned["test_acc_per_epoch"]) == 1  # the tuned one once, at the end
     table = report_file.with_suffix(".md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| test accuracy |"))
-    assert row.split("|")[2:4] == [f" {peer['test_acc']:.3f} ", f" {ours['test_acc']:.3f} "]
+    assert row.split("|")[2:5] == [f" {run['test_acc']:.3f} " for run in (peer, tuned, ours)]
+    speedups = next(line for line in table.splitlines() if line.startswith("| wall time"))
+    expected = [peer["wall_seconds"] / ours["wall_seconds"], tuned["wall_seconds"] / ours["wall_seconds"]]
+    assert speedups.split("|")[5:7] == [f" {ratio:.2f}x " for ratio in expected]
 
 
 def test_bench_levers_mode_measures_defaults_and_the_levers_named(tiny_model, hub_dataset, workdir):
@@ -124,9 +130,11 @@ def test_profile_steps_masked_lm_settings_build_what_their_rows_say(tiny_model):
 
 @pytest.mark.slow
 def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(tiny_model, hub_dataset, workdir):
-    # As a GPU machine gets them: the model in fp16 and the reviews packed (benchmarks/payload.py).
-    pack = [sys.executable, str(REPO / "benchmarks" / "payload.py"), "pack", "payload"]
+    # As a GPU machine gets them: the model in fp16 (xz) and the reviews packed (benchmarks/payload.py); no
+    # wheels, which come from PyPI (tests/bench/test_payload.py checks that they cover what the image lacks).
+    pack = [sys.executable, str(REPO / "benchmarks" / "payload.py"), "pack", "payload", "--no-wheels"]
     subprocess.run([*pack, "--model", tiny_model, "--dataset", hub_dataset], cwd=workdir, check=True)
+    assert (workdir / "payload" / "model" / "model.safetensors.xz").is_file()
     results = workdir / "results"
     done = subprocess.run(
         [str(REPO / "benchmarks" / "gpu.sh"), str(results), "payload/model", "payload/imdb"],
@@ -150,7 +158,8 @@ def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(tiny_model, h
     reports = {path.stem.split("-", 2)[2]: json.loads(path.read_text()) for path in results.glob("*.json")}
     for check in ("sync-check", "sync-check-mlm"):
         assert reports[check]["sync_check"]["sync_check"] == "not run: no CUDA device"
-    assert set(reports["full"]["runs"]) == set(reports["full-bert-base"]["runs"]) == {"peer", "bert_imdb"}
+    runs = {"peer", "tuned_peer", "bert_imdb"}
+    assert set(reports["full"]["runs"]) == set(reports["full-bert-base"]["runs"]) == runs
     assert reports["full-bert-base"]["settings"]["shape"] == "bert-base"
     assert set(reports["mlm"]["levers"]) == set(MLM_LEVERS)
     assert reports["full-minilm"]["runs"]["bert_imdb"]["eval_reviews"] == 16  # the overrides reached the run
