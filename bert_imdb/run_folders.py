@@ -13,7 +13,8 @@ from bert_imdb.checkpoints.loading import load_checkpoint
 from bert_imdb.errors import UserError
 from bert_imdb.tasks import import_class
 
-# The folders this process claimed, checked once its command ends: removed if still empty.
+# The folders this process claimed or made to hold its run, outermost first, checked once its command
+# ends (innermost first): removed if still empty.
 _claimed: list[Path] = []
 
 
@@ -41,6 +42,8 @@ def claim_run_folder(logger) -> None:
     if args is None or rank_zero_only.rank != 0 or int(os.environ.get("NODE_RANK", 0)) != 0:
         return
     runs = Path(args.save_dir) / args.name
+    # The folders this makes (lightning_logs/, its name/), so that a failed command removes them too.
+    made = [folder for folder in (runs, *runs.parents) if not folder.exists()]
     try:
         runs.mkdir(parents=True, exist_ok=True)
         taken = [int(p.name[8:]) for p in runs.glob("version_*") if p.name[8:].isdigit()]
@@ -57,13 +60,14 @@ def claim_run_folder(logger) -> None:
             "trainer.logger.init_args.save_dir at a writable folder"
         ) from None
     args.version = version
-    _claimed.append(runs / f"version_{version}")
+    _claimed.extend([*made[::-1], runs / f"version_{version}"])
 
 
 def release_unused_run_folder() -> None:
-    """After a command: remove the folder it claimed if nothing was written into it (it failed first)."""
+    """After a command: remove the folder it claimed, and the ones it made to hold it, where nothing was
+    written into them (it failed first)."""
     while _claimed:
-        # Written into (events, a checkpoint, a config): the run's record stays.
+        # Written into (events, a checkpoint, a config), or holding other runs: it stays.
         with contextlib.suppress(OSError):
             _claimed.pop().rmdir()
 

@@ -51,7 +51,12 @@ def test_other_processes_of_a_ddp_run_claim_nothing(tmp_path, monkeypatch):
 def test_a_command_that_fails_leaves_no_run_folder(tiny_model, hub_dataset, workdir):
     with pytest.raises(SystemExit):
         cli_main(["fit", *tiny_args(tiny_model, hub_dataset, "--data.dataset=./no/such/folder")])
-    assert not list((workdir / "lightning_logs" / "tiny").glob("version_*"))
+    assert not (workdir / "lightning_logs").exists()  # nor the folders made to hold it
+    # Beside other runs: only its own folder goes.
+    (workdir / "lightning_logs" / "tiny" / "version_0").mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        cli_main(["fit", *tiny_args(tiny_model, hub_dataset, "--data.dataset=./no/such/folder")])
+    assert [p.name for p in (workdir / "lightning_logs" / "tiny").iterdir()] == ["version_0"]
 
 
 def test_a_fit_has_its_run_folder_before_it_starts(tiny_model, hub_dataset, workdir, monkeypatch):
