@@ -1,5 +1,6 @@
-"""SLURM: a real job of slurm/one-node.sbatch on a one-node SLURM (`.ci/start-slurm`), requeued by SLURM's own
-warning signal; and, without a cluster, a single-task job's environment with a stub scontrol."""
+"""SLURM: real jobs of slurm/one-node.sbatch (one node, two tasks) and slurm/multi-node.sbatch (two nodes, one
+task each) on the two-node SLURM `.ci/start-slurm` brings up on one machine, requeued by SLURM's own warning
+signal; and, without a cluster, a single-task job's environment with a stub scontrol."""
 
 import os
 import re
@@ -143,13 +144,28 @@ def scontrol_job(job: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", shown))
 
 
+def _idle_nodes() -> int:
+    shown = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%t"], capture_output=True, text=True)
+    return shown.stdout.split().count("idle") if shown.returncode == 0 else 0
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("sbatch") is None, reason="no sbatch here: run .ci/start-slurm (as root) first"
 )
+@pytest.mark.parametrize(
+    ("template", "layout"),
+    [
+        ("one-node.sbatch", ["--nodes=1", "--ntasks-per-node=2"]),
+        ("multi-node.sbatch", ["--nodes=2", "--ntasks-per-node=1"]),
+    ],
+    ids=["one node, two tasks", "two nodes, one task each"],
+)
 def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
-    tiny_model, hub_dataset, workdir
+    tiny_model, hub_dataset, workdir, template, layout
 ):
+    if template == "multi-node.sbatch" and _idle_nodes() < 2:
+        pytest.skip("this SLURM has fewer than 2 idle nodes: .ci/start-slurm (as root) brings up two")
     # 320 training reviews over 2 tasks in batches of 8: 20 steps an epoch.
     max_steps = 70
     config = workdir / "tiny.yaml"
@@ -192,20 +208,21 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
         text=True,
         start_new_session=True,
     )
-    # The template as it is, with CPU overrides: no GPUs, 2 tasks, 3 minutes, so SLURM's SIGUSR1 (90 s before
-    # the limit) comes about 90 s in; the first run sleeps between steps to still be training then.
+    # The template as it is, with CPU overrides: no GPUs, 2 tasks (on one node or one on each of two), 3
+    # minutes, so SLURM's SIGUSR1 (90 s before the limit) comes about 90 s in; the first run sleeps between
+    # steps to still be training then. Two processes either way: the same ranks, the same batches.
     job = subprocess.run(
         [
             "sbatch",
             "--parsable",
             "--gres=none",
-            "--ntasks-per-node=2",
+            *layout,
             "--cpus-per-task=1",
             "--mem=4G",
             "--time=3",
             f"--chdir={workdir}",
             f"--output={workdir}/%x-%j.out",
-            str(REPO / "slurm" / "one-node.sbatch"),
+            str(REPO / "slurm" / template),
         ],
         env={**env, "SBATCH_EXPORT": "ALL"},
         capture_output=True,
