@@ -102,6 +102,20 @@ configs:
 """
 
 
+# The environment SLURM gives a single-task batch job (what Lightning reads to detect SLURM).
+SLURM_JOB = {
+    "SLURM_JOB_ID": "4242",
+    "SLURM_JOB_NAME": "bert_imdb",
+    "SLURM_NTASKS": "1",
+    "SLURM_NTASKS_PER_NODE": "1",
+    "SLURM_JOB_NUM_NODES": "1",
+    "SLURM_NODELIST": "localhost",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+    "SLURM_NODEID": "0",
+}
+
+
 def write_hub_layout(folder: Path, n_train: int = 400, n_test: int = 64) -> Path:
     """A folder laid out like the Hub repository stanfordnlp/imdb (parquet files under plain_text/)."""
     (folder / "plain_text").mkdir(parents=True)

@@ -3,8 +3,9 @@
 Two levels. The loop level runs the project's resume machinery (ExactResumeFitLoop, LastCheckpoint,
 ExactResume) on a toy module in milliseconds, so many scenarios fit in the suite: plans of max_epochs,
 max_steps or both, gradient accumulation, batch sizes, dataset sizes, shuffled or ordered data, a kill
-after any checkpoint (end of epoch, every N steps, the end of a fit stopped by max_steps), and a
-continuation with the same plan or a larger max_steps or max_epochs. The CLI level runs a few scenarios
+after any checkpoint (end of epoch, every N steps, the end of a fit stopped by max_steps) or SLURM's
+warning signal during any batch (SlurmRequeue's checkpoint), and a continuation with the same plan or a
+larger max_steps or max_epochs. The CLI level runs a few scenarios
 through `bert-imdb fit` on the tiny BERT, one per loader kind (length-grouped, token-budget, random
 batches, masked LM with 0 and 2 DataLoader workers).
 
@@ -13,6 +14,7 @@ Checked: the exact sequence of (epoch, example) trained, the final step and epoc
 as a named case.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -22,17 +24,20 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import lightning as L
 import pytest
 import torch
-from conftest import REPO, mlm_args, tiny_args
+from conftest import REPO, SLURM_JOB, mlm_args, tiny_args
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch import nn
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
 from bert_imdb.callbacks.exact_resume import ExactResume
 from bert_imdb.callbacks.last_checkpoint import LastCheckpoint
+from bert_imdb.callbacks.slurm_requeue import SlurmRequeue
 from bert_imdb.cli import cli_main
 from bert_imdb.workarounds.fit_loop import ExactResumeFitLoop
 
@@ -53,20 +58,27 @@ class Scenario:
     then: Plan  # its continuation, and the uninterrupted run it must equal
     every_n_steps: int  # 0: last.ckpt at epochs' ends only
     kill_after: int  # which of the first run's checkpoints it is killed after (-1: its last)
+    # Under SLURM, its warning signal arrives during this training batch of the first run (counted from 0):
+    # SlurmRequeue saves hpc_ckpt_1.ckpt at the next optimizer step and stops, and the run resumes from it.
+    slurm_signal_at: int | None = None
 
 
 class Recorder(L.LightningModule):
     """Records (epoch, example) of every example it trains on. Its loss draws from torch's generator, as
     dropout does, so the weights depend on the random state being resumed too."""
 
-    def __init__(self, examples: int, batch_size: int, shuffle: bool):
+    def __init__(self, examples: int, batch_size: int, shuffle: bool, signal_at: int | None = None):
         super().__init__()
         self.examples, self.batch_size, self.shuffle = examples, batch_size, shuffle
         self.layer = nn.Linear(1, 1)
         self.seen: list[tuple[int, int, int]] = []  # (global step, epoch, example)
+        self.signal_at, self.batches = signal_at, 0
 
     def training_step(self, batch, batch_idx):
         self.seen += [(self.global_step, self.current_epoch, item) for item in batch.tolist()]
+        if self.batches == self.signal_at:
+            os.kill(os.getpid(), signal.SIGUSR1)  # as SLURM sends it, to the task's process
+        self.batches += 1
         noise = torch.rand(len(batch))
         return (self.layer(batch.float().view(-1, 1)).squeeze(1) * noise).pow(2).mean()
 
@@ -81,8 +93,16 @@ class Recorder(L.LightningModule):
         return StatefulDataLoader(items, batch_size=self.batch_size, sampler=sampler)
 
 
-def fit(scenario: Scenario, plan: Plan, folder: Path, ckpt_path: Path | None = None, every_n: int = 0):
+def fit(
+    scenario: Scenario,
+    plan: Plan,
+    folder: Path,
+    ckpt_path: Path | None = None,
+    every_n: int = 0,
+    signal_at: int | None = None,
+):
     torch.manual_seed(0)
+    slurm = [SlurmRequeue()] if signal_at is not None else []
     last = LastCheckpoint(
         dirpath=folder,
         filename="{step}",
@@ -95,7 +115,10 @@ def fit(scenario: Scenario, plan: Plan, folder: Path, ckpt_path: Path | None = N
         max_epochs=plan.max_epochs,
         max_steps=plan.max_steps,
         accumulate_grad_batches=scenario.accumulate,
-        callbacks=[last, ExactResume()],
+        callbacks=[last, ExactResume(), *slurm],
+        # Under SLURM, Lightning installs its requeue handler, which SlurmRequeue replaces.
+        plugins=[SLURMEnvironment(auto_requeue=True)] if slurm else None,
+        default_root_dir=folder,
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -103,17 +126,45 @@ def fit(scenario: Scenario, plan: Plan, folder: Path, ckpt_path: Path | None = N
         num_sanity_val_steps=0,
     )
     ExactResumeFitLoop.install(trainer)
-    module = Recorder(scenario.examples, scenario.batch_size, scenario.shuffle)
-    trainer.fit(module, ckpt_path=ckpt_path)
+    module = Recorder(scenario.examples, scenario.batch_size, scenario.shuffle, signal_at)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGTERM)}
+    with slurm_job(folder) if slurm else contextlib.nullcontext():
+        try:
+            trainer.fit(module, ckpt_path=ckpt_path)
+        finally:  # SlurmRequeue ignores SIGTERM once it has saved: not in this test process afterwards
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
     return trainer, module
+
+
+@contextlib.contextmanager
+def slurm_job(folder: Path):
+    """A SLURM batch job's environment, with an `scontrol` that records the requeue instead of doing it."""
+    stub = folder / "bin" / "scontrol"
+    stub.parent.mkdir(parents=True, exist_ok=True)
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {folder / "scontrol.calls"}\n')
+    stub.chmod(0o755)
+    path = f"{stub.parent}{os.pathsep}{os.environ['PATH']}"
+    with mock.patch.dict(os.environ, {**SLURM_JOB, "PATH": path}):
+        yield
 
 
 def check(scenario: Scenario, tmp_path: Path) -> None:
     reference, ref_module = fit(scenario, scenario.then, tmp_path / "reference")
-    _, first_module = fit(scenario, scenario.first, tmp_path / "first", every_n=scenario.every_n_steps)
-    checkpoints = sorted((tmp_path / "first").glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns)
-    assert checkpoints, "the first run wrote no checkpoint"
-    killed_at = checkpoints[scenario.kill_after % len(checkpoints)]
+    signal_at = scenario.slurm_signal_at
+    _, first_module = fit(
+        scenario, scenario.first, tmp_path / "first", every_n=scenario.every_n_steps, signal_at=signal_at
+    )
+    if signal_at is None:
+        checkpoints = sorted((tmp_path / "first").glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns)
+        assert checkpoints, "the first run wrote no checkpoint"
+        killed_at = checkpoints[scenario.kill_after % len(checkpoints)]
+    else:  # the requeued job resumes from the checkpoint SlurmRequeue saved, if the run lasted that long
+        killed_at = tmp_path / "first" / "hpc_ckpt_1.ckpt"
+        if not killed_at.exists():
+            assert signal_at >= first_module.batches, "signalled while training, but saved nothing"
+            return
+        assert (tmp_path / "first" / "scontrol.calls").read_text().split() == ["requeue", "4242"]
     step = torch.load(killed_at, weights_only=True)["global_step"]
     resumed, module = fit(scenario, scenario.then, tmp_path / "resumed", ckpt_path=killed_at)
 
@@ -144,9 +195,20 @@ def generated(seed: int, count: int) -> list[Scenario]:
         else:
             then = first
         every_n = rng.choice([0, rng.randint(1, 5)])
+        # A quarter of the scenarios are stopped by SLURM's signal, during any batch the first run trains.
+        batches = math.ceil(examples / batch_size) * first.max_epochs
+        signal_at = rng.randrange(batches) if rng.random() < 0.25 else None
         scenarios.append(
             Scenario(
-                examples, batch_size, accumulate, rng.random() < 0.5, first, then, every_n, rng.randint(-3, 5)
+                examples,
+                batch_size,
+                accumulate,
+                rng.random() < 0.5,
+                first,
+                then,
+                every_n,
+                rng.randint(-3, 5),
+                signal_at,
             )
         )
     return scenarios
@@ -164,6 +226,10 @@ NAMED = {
     "max_epochs raised after the last epoch": Scenario(8, 1, 1, True, Plan(1), Plan(3), 0, -1),
     "a stop at an epoch's last step, raised": Scenario(8, 2, 2, True, Plan(3, 4), Plan(3, 9), 0, -1),
     "accumulation, killed mid-epoch": Scenario(11, 2, 3, True, Plan(3), Plan(3), 1, 1),
+    # SLURM's signal inside an accumulation window: saved at the window's end, not where it came.
+    "SLURM signal inside an accumulation window": Scenario(11, 2, 3, True, Plan(3), Plan(3), 0, -1, 4),
+    "SLURM signal on an epoch's last batch": Scenario(8, 2, 1, False, Plan(2), Plan(2), 0, -1, 3),
+    "SLURM signal, then max_steps raised": Scenario(9, 1, 2, True, Plan(2, 6), Plan(3, 12), 0, -1, 7),
 }
 
 

@@ -14,23 +14,11 @@ import time
 import pytest
 import torch
 import yaml
-from conftest import REPO, tiny_args
+from conftest import REPO, SLURM_JOB, tiny_args
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from bert_imdb.callbacks.slurm_requeue import SlurmRequeue
 from bert_imdb.cli import cli_main
-
-SLURM_JOB = {
-    "SLURM_JOB_ID": "4242",
-    "SLURM_JOB_NAME": "bert_imdb",
-    "SLURM_NTASKS": "1",
-    "SLURM_NTASKS_PER_NODE": "1",
-    "SLURM_JOB_NUM_NODES": "1",
-    "SLURM_NODELIST": "localhost",
-    "SLURM_PROCID": "0",
-    "SLURM_LOCALID": "0",
-    "SLURM_NODEID": "0",
-}
 
 
 def wait_for(condition, seconds: float = 120) -> None:
