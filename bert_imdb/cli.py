@@ -53,6 +53,13 @@ DESCRIPTION = (
 )
 
 
+# Each validation's candidate for the best checkpoint is weighed right after it, where its metric comes
+# from; left to Lightning, it is weighed at the epoch's end when val_check_interval equals 1 (the int too:
+# every batch), and a last.ckpt saved after a validation then resumes without its candidate. The generated
+# resume scenarios build their best checkpoint with this.
+BEST_CHECKPOINT = {"checkpoint.save_on_train_epoch_end": False}
+
+
 class BertImdbCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # jsonargparse keeps same-named init_args when the class changes (to MLM, say), so the pre-training
@@ -76,6 +83,7 @@ class BertImdbCLI(LightningCLI):
                 "checkpoint.mode": "auto",
                 # Metric names hold a slash, so Lightning must not insert them into the file name itself.
                 "checkpoint.auto_insert_metric_name": False,
+                **BEST_CHECKPOINT,
             }
         )
         # last.ckpt, what `--ckpt_path last` and preempted jobs resume from, comes from a second

@@ -199,6 +199,12 @@ def best_checkpoint(tiny_model, hub_dataset, workdir) -> Path:
 def pytest_addoption(parser):
     parser.addoption("--resume-scenarios", type=int, default=40, help="generated resume scenarios to run")
     parser.addoption("--resume-seed", type=int, default=2026, help="seed of the generated resume scenarios")
+    parser.addoption(
+        "--resume-ddp-scenarios",
+        type=int,
+        default=3,
+        help="generated resume scenarios to run in two processes (about 35 s each on 2 cores)",
+    )
 
 
 def training_batches(datamodule):

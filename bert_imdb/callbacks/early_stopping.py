@@ -11,6 +11,9 @@ class EarlyStop(EarlyStopping):
     """Lightning's EarlyStopping, as a CLI option (`--early_stopping.patience N`).
 
     - Off while `patience` is unset, so every run keeps one callback and one checkpoint layout.
+    - It counts validations: it looks at the metric after each one (Lightning's looks at an epoch's end
+      when validation runs once an epoch, which fails with "metric not available" when `max_steps` ends an
+      epoch before its validation, and which a checkpoint saved at that epoch's end does not hold).
     - By default it watches what the best checkpoint is picked by (monitor and mode "auto": val/acc, max,
       for the classifier; val/loss, min, for MLM), resolved by the CLI like the checkpoint's.
     - Exact on resume. Lightning keeps the wait count and best score in checkpoints, so a run resumed
@@ -51,6 +54,7 @@ class EarlyStop(EarlyStopping):
             min_delta=min_delta,
             check_finite=check_finite,
             verbose=verbose,
+            check_on_train_epoch_end=False,
         )
         self.enabled = patience is not None
 
@@ -61,10 +65,6 @@ class EarlyStop(EarlyStopping):
     def on_validation_end(self, trainer, pl_module) -> None:
         if self.enabled:
             super().on_validation_end(trainer, pl_module)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if self.enabled:
-            super().on_train_epoch_end(trainer, pl_module)
 
     def load_state_dict(self, state_dict: dict) -> None:
         patience = self.patience

@@ -4,6 +4,7 @@ resume is exact."""
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from bert_imdb.workarounds.checkpoint_at_epoch_end import save_at_epoch_end
+from bert_imdb.workarounds.validation_follows import validation_follows
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -18,11 +19,30 @@ class LastCheckpoint(ModelCheckpoint):
     (tests/callbacks/test_exact_resume.py), so that is where this one saves instead. With `every_n_train_steps` set,
     ModelCheckpoint saves at no epoch's end, so the epoch's save is made here, through ModelCheckpoint's own save
     (workarounds/checkpoint_at_epoch_end.py).
+
+    Likewise a step save due at a batch that a validation follows is made once that validation has run:
+    Lightning 2.6 resumes a checkpoint saved before it without it (workarounds/validation_follows.py), so
+    early stopping and the best checkpoint would miss it.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._after_validation = False
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not trainer.is_last_batch:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if trainer.is_last_batch:
+            return
+        if validation_follows(trainer):
+            self._after_validation = True
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if self._after_validation:
+            self._after_validation = False
+            # ModelCheckpoint's own decision (every N steps, or a time interval), taken at the same step.
+            super().on_train_batch_end(trainer, pl_module, None, None, trainer.fit_loop.epoch_loop.batch_idx)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)

@@ -8,9 +8,11 @@ import subprocess
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from bert_imdb.workarounds.validation_follows import validation_follows
 
 # The signal the sbatch templates ask for (--signal=SIGUSR1@90), and Lightning's default requeue signal.
 REQUEUE_SIGNAL = signal.SIGUSR1
@@ -24,7 +26,7 @@ def hpc_checkpoint_path(folder: str | Path) -> Path:
     return Path(folder) / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
 
 
-class SlurmRequeue(Callback):
+class SlurmRequeue(Checkpoint):
     """Under SLURM, the requeue signal is answered at the end of the next training step: a checkpoint
     (`hpc_ckpt_<N>.ckpt` in `trainer.default_root_dir`) and `scontrol requeue`.
 
@@ -33,12 +35,19 @@ class SlurmRequeue(Callback):
     resumed run differs from one never stopped), and, with several processes, while the others are in a
     gradient all-reduce, where its barrier can meet the wrong collective. Here the handler only notes the
     signal. The processes agree on the step through a small all-reduce of the flag on a gloo group, started
-    at one step's end and read at the next: it never waits for the accelerator or blocks the step.
+    at one step's end and read at the next: it never waits for the accelerator or blocks the step. Where a
+    validation follows that step, the checkpoint is saved once it has run (workarounds/validation_follows.py
+    says why).
+
+    A `Checkpoint` (Lightning's base class for callbacks that save checkpoints), so that Lightning runs its
+    hooks after those of EarlyStopping and ModelCheckpoint, as it runs ModelCheckpoint's: saved before them
+    at a validation's end, the checkpoint missed the best checkpoint's update from that validation, which a
+    resume does not replay (the named resume case "SLURM's checkpoint where a validation follows").
     """
 
     def __init__(self):
         self._signalled = False
-        self._saved = self._at_epoch_end = self._requested = False
+        self._saved = self._at_epoch_end = self._after_validation = self._requested = False
         self._group = None
         self._pending = None
         self._flag = torch.zeros(1)
@@ -83,7 +92,15 @@ class SlurmRequeue(Callback):
         if trainer.is_last_batch:
             # After an epoch's last batch, save once the epoch has ended (LastCheckpoint says why).
             self._at_epoch_end = True
+        elif validation_follows(trainer):
+            # Save once it has run: a checkpoint saved before it resumes without it.
+            self._after_validation = True
         else:
+            self._save_and_requeue(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._after_validation:
+            self._after_validation = False
             self._save_and_requeue(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

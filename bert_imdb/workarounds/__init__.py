@@ -4,6 +4,8 @@ version's behaviour changes (tests/workarounds/), saying the workaround can go.
 
 - fit_loop: resuming exactly (an ended epoch is no restart; the saved data position; random generators).
 - checkpoint_at_epoch_end: a step-interval ModelCheckpoint saving at an epoch's end.
+- validation_follows: whether a validation follows the batch that just ended (a checkpoint saved before it
+  resumes without it).
 - tensorboard_file_writer: raw HPARAMS summaries.
 - cpu_bf16: native bf16 on the CPU.
 - recompile_limit: torch.compile's recompilation limit, for CUDA graphs per batch shape.

@@ -91,6 +91,8 @@ def test_the_requeue_saves_only_where_an_optimizer_step_was_taken(
     """Accumulated gradients are not in checkpoints: saved inside an accumulation window, the window's first
     micro-batches would never train after the requeue."""
     monkeypatch.setattr(SLURMEnvironment, "detect", staticmethod(lambda: True))
+    # No validation in this epoch (a save where one follows waits for it: tests/test_resume_scenarios.py).
+    monkeypatch.setattr("bert_imdb.callbacks.slurm_requeue.validation_follows", lambda trainer: False)
     requeue, saves = SlurmRequeue(), []
     monkeypatch.setattr(requeue, "_save_and_requeue", lambda trainer: saves.append(batch_idx))
     trainer = Trainer(accumulate)
