@@ -357,13 +357,12 @@ def generated(seed: int, count: int, processes: int = 1) -> list[Scenario]:
         max_tokens = rng.randint(11, 16) if loader == "token budget" else None
         if loader == "token budget":  # at most 4 examples a batch: two batches at least, one per process
             examples = max(examples, 8)
-        if loader is None:  # each process's batches
-            per_epoch = math.ceil(math.ceil(examples / processes) / batch_size)
-        else:
-            drawn = Scenario(
-                examples, batch_size, 1, False, Plan(1), Plan(1), 0, 0, loader=loader, max_tokens=max_tokens
-            )
-            per_epoch = len(sampler(drawn, processes, 0))
+        # Each process's batches an epoch, as its sampler deals them (LengthGroupedSampler: whole batches).
+        drawn = Scenario(
+            examples, batch_size, 1, False, Plan(1), Plan(1), 0, 0, loader=loader, max_tokens=max_tokens
+        )
+        dealt = len(sampler(drawn, processes, 0))
+        per_epoch = dealt if loader else math.ceil(dealt / batch_size)
         steps_per_epoch = math.ceil(per_epoch / accumulate)
         first = Plan(rng.randint(1, 3), rng.choice([-1, rng.randint(1, 3 * steps_per_epoch)]))
         longer = rng.choice(["same", "max_steps", "max_epochs"])
