@@ -357,6 +357,8 @@ def generated(seed: int, count: int, processes: int = 1) -> list[Scenario]:
         max_tokens = rng.randint(11, 16) if loader == "token budget" else None
         if loader == "token budget":  # at most 4 examples a batch: two batches at least, one per process
             examples = max(examples, 8)
+        elif loader == "length-grouped":  # which refuses fewer examples than a batch on each process
+            examples = max(examples, batch_size * processes)
         # Each process's batches an epoch, as its sampler deals them (LengthGroupedSampler: whole batches).
         drawn = Scenario(
             examples, batch_size, 1, False, Plan(1), Plan(1), 0, 0, loader=loader, max_tokens=max_tokens
