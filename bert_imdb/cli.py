@@ -1,11 +1,13 @@
 """The command line: `python -m bert_imdb {fit,validate,test,predict,export}`, a LightningCLI."""
 
+import contextlib
+import inspect
 import sys
 from pathlib import Path
 
 import lightning as L
 import yaml
-from jsonargparse import auto_cli
+from jsonargparse import ArgumentError, auto_cli
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -42,6 +44,7 @@ from bert_imdb.run_folders import (
     log_into_checkpoint_run,
     release_unused_run_folder,
 )
+from bert_imdb.settings_errors import one_line, setting_names
 from bert_imdb.tasks import check_pairing, import_class
 from bert_imdb.workarounds.fit_loop import ExactResumeFitLoop
 
@@ -109,7 +112,10 @@ class BertImdbCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "predictions")
 
     def parse_arguments(self, parser, args) -> None:
-        super().parse_arguments(parser, args)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise UserError(_settings_error(parser, args, err)) from None
         # Before LightningCLI reads the checkpoint's hyperparameters, which fails with a traceback.
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
@@ -153,6 +159,21 @@ class BertImdbCLI(LightningCLI):
             log_into_checkpoint_run(config.trainer.logger, Path(config.ckpt_path))
         if self.subcommand:
             claim_run_folder(config.trainer.logger)
+
+
+def _settings_error(parser, args: ArgsType, err: ArgumentError) -> str:
+    """The one line for a bad setting, with the nearest valid name from the settings of its subcommand."""
+    argv = sys.argv[1:] if args is None else args
+    subcommand = (
+        next((arg for arg in argv if arg in LightningCLI.subcommands()), None)
+        if isinstance(argv, list)
+        else None
+    )
+    known = []
+    if subcommand is not None:
+        with contextlib.suppress(ArgumentError):  # no nearest name, then
+            known = setting_names(parser.parse_args([subcommand]), prefix=f"{subcommand}.")
+    return one_line(str(err), f"bert-imdb {subcommand}" if subcommand else "bert-imdb", known)
 
 
 def _refuse_missing_step(model_class: type, subcommand: str | None) -> None:
@@ -227,7 +248,11 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
     try:
         _check_config_files(argv)
         if argv[:1] == ["export"]:
-            auto_cli(export, args=argv[1:], prog="bert-imdb export")
+            try:
+                auto_cli(export, args=argv[1:], prog="bert-imdb export", exit_on_error=False)
+            except ArgumentError as err:
+                known = inspect.signature(export).parameters
+                raise UserError(one_line(str(err), "bert-imdb export", known)) from None
             return None
         return BertImdbCLI(
             L.LightningModule,
@@ -247,7 +272,9 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
                     },
                 },
             },
-            parser_kwargs={"prog": "bert-imdb", "description": DESCRIPTION},
+            # Errors come back as exceptions, which cli_main says in one line (settings_errors.py), instead
+            # of jsonargparse's usage text of several hundred lines.
+            parser_kwargs={"prog": "bert-imdb", "description": DESCRIPTION, "exit_on_error": False},
             auto_configure_optimizers=False,  # each module's configure_optimizers owns them
             args=args,
             run=run,
