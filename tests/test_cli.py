@@ -222,7 +222,12 @@ def test_a_fit_and_its_test_are_one_tensorboard_run(tiny_model, hub_dataset, wor
         assert {name for name in recorded if name.startswith("_")} <= {"_class_path"}
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert [m.name.tag for m in experiment.metric_infos] == [
-        f"hp/{split}_{name}" for split in ("val", "test") for name in ("acc", "f1", "ece", "ece_calibrated")
+        f"hp/{split}_{name}"
+        for split in ("val", "test")
+        for name in (
+            *("acc", "acc_ci_low", "acc_ci_high", "f1", "f1_ci_low", "f1_ci_high"),
+            *("ece", "ece_calibrated"),
+        )
     ]
     (table,) = events.Tensors("val/confidently_wrong/text_summary")[-1].tensor_proto.string_val
     assert table.decode().startswith("| confidence in the wrong label | true label | review |")

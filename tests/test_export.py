@@ -133,18 +133,22 @@ def test_export_writes_a_model_card_with_the_runs_metrics(tiny_model, hub_datase
     # max_length 64, head+tail: the first 64 // 4 and the rest but [CLS] and [SEP] from the end.
     assert "kept their first 16 and last 46 tokens (head+tail)" in text and "bert_imdb predict" in text
     val_acc = re.search(r"val_acc(\d\.\d{4})", best_checkpoint.name).group(1)
-    assert f"| `val/acc` | {val_acc} |" in text
+    # With its 95% interval, which holds it.
+    interval = re.search(rf"\| `val/acc` \| {val_acc} \(95% CI (\d\.\d{{4}})-(\d\.\d{{4}})\) \|", text)
+    assert interval and float(interval[1]) <= float(val_acc) <= float(interval[2]), text
     assert "| `test/acc` | not recorded |" in text
     assert yaml.safe_load(text.split("```yaml\n")[1].split("```")[0])["data"]["max_length"] == 64
 
     # Tested, the checkpoint's run holds its test metrics too; exported again over the first export.
     test = cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best_checkpoint}"])
     cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={out}", "--overwrite=true"])
-    test_acc = float(test.trainer.callback_metrics["test/acc"])
-    text = card(out)[1]
-    assert f"| `test/acc` | {test_acc:.4f} |" in text
-    # Calibration: the validation's temperature and reliability bins, and the test's ECE before and after.
     found = test.trainer.callback_metrics
+    text = card(out)[1]
+    for score in ("acc", "f1"):
+        low, value, high = (float(found[f"test/{score}{end}"]) for end in ("_ci_low", "", "_ci_high"))
+        assert low < value < high
+        assert f"| `test/{score}` | {value:.4f} (95% CI {low:.4f}-{high:.4f}) |" in text
+    # Calibration: the validation's temperature and reliability bins, and the test's ECE before and after.
     assert f"| `test/ece` | {float(found['test/ece']):.4f} |" in text
     temperature = torch.load(best_checkpoint, weights_only=True)["calibration"]["temperature"]
     assert f"temperature T = {temperature:.4f}" in text and (out / "reliability.png").is_file()
@@ -161,7 +165,7 @@ def test_export_writes_a_model_card_with_the_runs_metrics(tiny_model, hub_datase
     torch.save(checkpoint, moved)
     cli_main(["export", f"--ckpt_path={moved}", f"--output_dir={workdir / 'moved'}"])
     text = card(workdir / "moved")[1]
-    assert f"| `val/acc` | {val_acc} |" in text and "| `test/acc` | not recorded |" in text
+    assert f"| `val/acc` | {val_acc} (95% CI " in text and "| `test/acc` | not recorded |" in text
     del checkpoint["callbacks"]["ValidationRecord"]
     torch.save(checkpoint, moved)
     cli_main(["export", f"--ckpt_path={moved}", f"--output_dir={workdir / 'older'}"])

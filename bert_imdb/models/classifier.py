@@ -26,7 +26,8 @@ from bert_imdb.models.pretrained import attention_settings, from_pretrained
 from bert_imdb.reporting.by_length import DROPPED_EDGES, TOKEN_EDGES, AccuracyByBucket, length_table
 from bert_imdb.reporting.calibration import calibration_report, fit_temperature, reliability_figure
 from bert_imdb.reporting.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table
-from bert_imdb.reporting.hparams import hyperparameters, log_hparams
+from bert_imdb.reporting.hparams import FINAL_SCORES, hyperparameters, log_hparams
+from bert_imdb.reporting.intervals import score_intervals
 from bert_imdb.workarounds.weighted_mean import WeightedMean
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -37,8 +38,11 @@ class SentimentClassifier(L.LightningModule):
     checkpoint_metric = ("val/acc", "max")
     # What an export's model card shows: the validation that scored the weights, and a test of them.
     card_metrics: ClassVar[dict[str, tuple[str, ...]]] = {
-        "validation": ("val/acc", "val/f1", "val/loss", "val/ece", "val/ece_calibrated", "val/temperature"),
-        "test": ("hp/test_acc", "hp/test_f1", "hp/test_ece", "hp/test_ece_calibrated"),
+        "validation": (
+            *("val/acc", "val/acc_ci_low", "val/acc_ci_high", "val/f1", "val/f1_ci_low", "val/f1_ci_high"),
+            *("val/loss", "val/ece", "val/ece_calibrated", "val/temperature"),
+        ),
+        "test": tuple(f"hp/test_{name}" for name in FINAL_SCORES),
     }
 
     def __init__(
@@ -162,6 +166,11 @@ class SentimentClassifier(L.LightningModule):
         wrong = self.wrong[split].top()
         margins, labels = self.margins[split].compute().reshape(-1), self.labels[split].compute().reshape(-1)
         report = self._calibrate(split, margins, labels)
+        for name, (low, high) in score_intervals(torch.sigmoid(margins) >= 0.5, labels).items():
+            # The same on every process (all hold every review's margin): sync_dist only keeps Lightning
+            # from warning.
+            self.log(f"{split}/{name}_ci_low", low, sync_dist=True)
+            self.log(f"{split}/{name}_ci_high", high, sync_dist=True)
         by_length = {name: metric.compute() for name, metric in self.by_length[split].items()}
         self._log_by_length(split, by_length)
         if not (self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger)):
@@ -227,10 +236,7 @@ class SentimentClassifier(L.LightningModule):
         `hp/<split>_f1`, logged at the step of the weights they score (the tested checkpoint's, for test)."""
         if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
             found = self.trainer.callback_metrics
-            scores = {
-                f"hp/{split}_{s}": float(found.get(f"{split}/{s}", float("nan")))
-                for s in ("acc", "f1", "ece", "ece_calibrated")
-            }
+            scores = {f"hp/{split}_{s}": float(found.get(f"{split}/{s}", float("nan"))) for s in FINAL_SCORES}
             log_hparams(self.logger.experiment, hyperparameters(self.trainer), scores, self._weights_step())
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -1,5 +1,6 @@
 """TensorBoard's HPARAMS tab: one row per run, holding its real hyperparameters and its final validation's
-and test's accuracy, F1 and calibration error (before and after temperature scaling)."""
+and test's accuracy and F1 (with their 95% intervals) and calibration error (before and after temperature
+scaling)."""
 
 from torch.utils.tensorboard.summary import hparams
 
@@ -7,9 +8,10 @@ from bert_imdb.workarounds.tensorboard_file_writer import file_writer
 
 # Declared by every run's summary, whichever are logged at the time: a run's fit and its test then fill
 # one row with all of them side by side.
-HP_METRICS = tuple(
-    f"hp/{split}_{name}" for split in ("val", "test") for name in ("acc", "f1", "ece", "ece_calibrated")
-)
+# An evaluation's final scores: accuracy and F1 with their 95% intervals, and the calibration error before
+# and after temperature scaling.
+FINAL_SCORES = ("acc", "acc_ci_low", "acc_ci_high", "f1", "f1_ci_low", "f1_ci_high", "ece", "ece_calibrated")
+HP_METRICS = tuple(f"hp/{split}_{name}" for split in ("val", "test") for name in FINAL_SCORES)
 # The Trainer settings that change what a run learns.
 TRAINER_HYPERPARAMETERS = ("precision", "max_epochs", "max_steps", "accumulate_grad_batches", "world_size")
 

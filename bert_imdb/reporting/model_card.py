@@ -150,10 +150,20 @@ def _truncation_text(data: dict) -> str:
 
 
 def _metrics_table(metrics: dict[str, float | str]) -> str:
-    rows = [
-        f"| `{name}` | {value:.4f} |" if isinstance(value, float) else f"| `{name}` | {value} |"
-        for name, value in metrics.items()
-    ]
+    """One row per metric; a score's 95% interval (`<name>_ci_low`, `<name>_ci_high`) in its row."""
+
+    def shown(value) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    rows = []
+    for name, value in metrics.items():
+        if name.endswith(("_ci_low", "_ci_high")):
+            continue
+        low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
+        interval = (
+            f" (95% CI {low:.4f}-{high:.4f})" if isinstance(low, float) and isinstance(high, float) else ""
+        )
+        rows.append(f"| `{name}` | {shown(value)}{interval} |")
     return "| metric | value |\n|---|---|\n" + "\n".join(rows)
 
 
