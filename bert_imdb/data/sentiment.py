@@ -39,6 +39,7 @@ class IMDbDataModule(L.LightningDataModule):
         max_train_samples: int | None = None,
         max_val_samples: int | None = None,
         max_test_samples: int | None = None,
+        test_min_tokens: int | None = None,
         predict_file: str | None = None,
         num_workers: int = 0,
         num_proc: int | None = None,
@@ -69,6 +70,9 @@ class IMDbDataModule(L.LightningDataModule):
             max_train_samples: Train on the first N reviews of the seeded shuffle (all when unset).
             max_val_samples: Validate on the first N held-out reviews (all when unset).
             max_test_samples: Test on the first N reviews of the seeded shuffle of the test split.
+            test_min_tokens: Test only the reviews of at least this many tokens before truncation (special
+                tokens included). max_length + 1 tests the reviews truncation cuts, the only ones on which
+                head, tail and head+tail differ: comparing them takes those reviews alone.
             predict_file: Reviews for `predict`: .txt (one per line), .csv or .jsonl with a text column.
             num_workers: DataLoader worker processes.
             num_proc: Processes that tokenize (datasets.map); one is enough unless the machine has cores
@@ -82,6 +86,7 @@ class IMDbDataModule(L.LightningDataModule):
             ("max_train_samples", max_train_samples),
             ("max_val_samples", max_val_samples),
             ("max_test_samples", max_test_samples),
+            ("test_min_tokens", test_min_tokens),
             ("num_proc", num_proc),
         ):
             check_at_least(f"data.{name}", value, 1, unset=True)
@@ -173,11 +178,26 @@ class IMDbDataModule(L.LightningDataModule):
         else:
             splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}[stage]
             for name, data in self._tokenized_splits(splits).items():
+                if name == "test" and self.hparams.test_min_tokens is not None:
+                    data = self._long_reviews(data, self.hparams.test_min_tokens)
                 if name != "train":
                     # Longest first: batches of similar length pad little, and running out of memory
                     # shows on the first batch. Metrics do not depend on the order.
                     data = data.select(np.argsort(-token_lengths(data), kind="stable"))
                 self.datasets[name] = data
+
+    @staticmethod
+    def _long_reviews(data: Dataset, least: int) -> Dataset:
+        """The reviews of `data` of at least `least` tokens before truncation (data.test_min_tokens)."""
+        tokens = data.with_format("arrow")[REVIEW_TOKENS].to_numpy()
+        keep = np.flatnonzero(tokens >= least)
+        if len(keep) == 0:
+            raise UserError(
+                f"data.test_min_tokens={least} leaves no test review (the longest has {tokens.max()} "
+                "tokens): lower it, or unset it to test them all"
+            )
+        rank_zero_info(f"Testing the {len(keep)} of {len(data)} test reviews of at least {least} tokens")
+        return data.select(keep)
 
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")

@@ -85,6 +85,7 @@ def test_batches_can_be_padded_to_a_multiple(tiny_model, hub_dataset):
         ),
         ({"max_test_samples": -5}, "data.max_test_samples=-5 is below 1"),
         ({"num_proc": 0}, "data.num_proc=0 is below 1"),
+        ({"test_min_tokens": 0}, "data.test_min_tokens=0 is below 1"),
         ({"num_workers": -1}, "data.num_workers=-1 is below 0"),
         ({"max_length": 0}, "data.max_length=0 is too small: use at least 8"),
     ],
@@ -92,3 +93,28 @@ def test_batches_can_be_padded_to_a_multiple(tiny_model, hub_dataset):
 def test_bad_settings_are_named_before_anything_loads(tiny_model, hub_dataset, settings, message):
     with pytest.raises(UserError, match=re.escape(message)):
         datamodule(tiny_model, hub_dataset, **settings)
+
+
+def test_test_min_tokens_tests_only_the_reviews_truncation_cuts(tiny_model, hub_dataset):
+    everything = datamodule(tiny_model, hub_dataset)
+    everything.setup("test")
+    lengths = everything.datasets["test"]["review_tokens"]
+    cut = sum(length > 32 for length in lengths)
+    assert 0 < cut < len(lengths), "the fixture's test split needs reviews on both sides of max_length"
+    long_only = datamodule(tiny_model, hub_dataset, test_min_tokens=33)
+    long_only.setup("test")
+    kept = long_only.datasets["test"]
+    assert len(kept) == cut and min(kept["review_tokens"]) > 32
+    # The same reviews, tokenized the same way, as in the whole test split.
+    test = everything.datasets["test"]
+    whole = dict(zip(test["text"], test["input_ids"], strict=True))
+    assert all(whole[text] == ids for text, ids in zip(kept["text"], kept["input_ids"], strict=True))
+
+
+def test_test_min_tokens_that_leaves_no_review_says_so(tiny_model, hub_dataset):
+    data = datamodule(tiny_model, hub_dataset, test_min_tokens=10**6)
+    with pytest.raises(
+        UserError,
+        match=r"data.test_min_tokens=1000000 leaves no test review \(the longest has \d+ tokens\): lower it",
+    ):
+        data.setup("test")
