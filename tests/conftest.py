@@ -19,6 +19,12 @@ os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bert_imdb_test_
 
 import pytest
 import torch
+
+# Under pytest-xdist each worker shares the cores with the others: torch's default of one thread per core
+# in every worker would oversubscribe them. The processes the tests start keep torch's default.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 from datasets import ClassLabel, Dataset, Features, Value
 from transformers import BertConfig, BertForPreTraining, BertModel, BertTokenizerFast
 
