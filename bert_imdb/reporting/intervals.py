@@ -11,6 +11,7 @@ resample and updates every copy on every evaluation batch (10,000 updates a batc
 
 import numpy as np
 import torch
+from torchmetrics.functional.classification import binary_confusion_matrix
 
 RESAMPLES = 10_000
 LEVEL = 0.95
@@ -36,16 +37,10 @@ def score_intervals(predicted: torch.Tensor, labels: torch.Tensor, seed: int = 0
     n = len(labels)
     if n == 0:
         return {"acc": (float("nan"),) * 2, "f1": (float("nan"),) * 2}
-    # Cells in the order tp, fp, fn, tn.
-    cells = torch.stack(
-        [
-            (predicted == 1) & (labels == 1),
-            (predicted == 1) & (labels == 0),
-            (predicted == 0) & (labels == 1),
-            (predicted == 0) & (labels == 0),
-        ]
-    ).sum(-1)
-    shares = cells.double().numpy() / n
+    # torchmetrics' layout: rows are the true labels, columns the predicted ones.
+    (tn, fp), (fn, tp) = binary_confusion_matrix(predicted, labels, validate_args=False).tolist()
+    shares = np.array([tp, fp, fn, tn]) / n
+    # The resampled counts, one row of each per resample.
     tp, fp, fn, tn = np.random.default_rng(seed).multinomial(n, shares, size=RESAMPLES).T
     tail = (1 - LEVEL) / 2 * 100
     intervals = {}
