@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 from conftest import mlm_args, tiny_args
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from bert_imdb.cli import cli_main
@@ -170,6 +171,34 @@ def test_export_writes_a_model_card_with_the_runs_metrics(tiny_model, hub_datase
     torch.save(checkpoint, moved)
     cli_main(["export", f"--ckpt_path={moved}", f"--output_dir={workdir / 'older'}"])
     assert "| `val/acc` | not recorded |" in card(workdir / "older")[1]
+
+
+def test_a_test_under_other_data_settings_leaves_the_cards_test_alone(
+    tiny_model, hub_dataset, workdir, best_checkpoint
+):
+    whole = cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best_checkpoint}"])
+    # Another truncation of the long reviews only, at the same step: it must not pass for the whole test.
+    other = ("--data.truncation=tail", "--data.max_length=32", "--data.test_min_tokens=33")
+    long_only = cli_main(
+        ["test", *tiny_args(tiny_model, hub_dataset, *other), f"--ckpt_path={best_checkpoint}"]
+    )
+    found = long_only.trainer.callback_metrics
+    assert "test_tail_max32_min33/acc" in found and not any(name.startswith("test/") for name in found)
+    out = workdir / "exported"
+    cli_main(["export", f"--ckpt_path={best_checkpoint}", f"--output_dir={out}"])
+    text = card(out)[1]
+    accuracy = float(whole.trainer.callback_metrics["test/acc"])
+    assert f"| `test/acc` | {accuracy:.4f} (95% CI " in text
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| review tokens ")]
+    assert sum(int(r[3]) for r in rows if r[3] != "-") == 64  # every test review, not the long ones
+    # Its own records sit beside the test's, at the checkpoint's step; the HPARAMS tab holds one test.
+    events = EventAccumulator(str(best_checkpoint.parent.parent), size_guidance={"scalars": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    reviews = [t for t in scalars if t.startswith("test_tail_max32_min33_by_length/reviews_tokens_")]
+    counted = sum(events.Scalars(tag)[-1].value for tag in reviews)
+    assert counted == len(long_only.datamodule.datasets["test"]) < 64
+    assert [e.value for e in events.Scalars("hp/test_acc")] == [pytest.approx(accuracy)]
 
 
 def test_the_model_card_holds_no_local_path(tiny_model, hub_dataset, workdir, best_checkpoint):

@@ -28,6 +28,7 @@ from bert_imdb.reporting.calibration import calibration_report, fit_temperature,
 from bert_imdb.reporting.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table
 from bert_imdb.reporting.hparams import FINAL_SCORES, hyperparameters, log_hparams
 from bert_imdb.reporting.intervals import score_intervals
+from bert_imdb.reporting.variants import variant_name
 from bert_imdb.workarounds.weighted_mean import WeightedMean
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -117,6 +118,7 @@ class SentimentClassifier(L.LightningModule):
         self.temperature = 1.0
         self.calibration: dict | None = None  # that validation's calibration report, for the model card
         self._loaded_step: int | None = None
+        self._fit_data: dict = {}  # the data settings of the checkpoint's fit, when one is evaluated
 
     def _run(self, batch: dict):
         """The Hugging Face model on a batch, without the ids, texts and lengths that ride along with it."""
@@ -156,23 +158,31 @@ class SentimentClassifier(L.LightningModule):
             self.by_length[split]["tokens"].update(whole, correct)
             self.by_length[split]["dropped"].update(whole - batch["attention_mask"].sum(-1), correct)
 
+    def _records_name(self, split: str) -> str:
+        """What an evaluation's records are named: its split, but for a test under other data settings than
+        the checkpoint's fit (bert_imdb/reporting/variants.py)."""
+        if split != "test":
+            return split
+        return variant_name(self._fit_data, dict(getattr(self.trainer.datamodule, "hparams", {})))
+
     def _end_evaluation(self, split: str) -> None:
         """Metrics of the whole evaluation over all processes; on rank 0, its figures, PR curve and most
         confidently wrong reviews in TensorBoard. Every process runs it: the metrics sync here, once."""
-        self.log_dict(self.scores[split])
-        self.log(f"{split}/loss", self.losses[split])
+        name = self._records_name(split)
+        self.log_dict({name + key.removeprefix(split): metric for key, metric in self.scores[split].items()})
+        self.log(f"{name}/loss", self.losses[split])
         if self.trainer.sanity_checking:
             return
         wrong = self.wrong[split].top()
         margins, labels = self.margins[split].compute().reshape(-1), self.labels[split].compute().reshape(-1)
-        report = self._calibrate(split, margins, labels)
-        for name, (low, high) in score_intervals(torch.sigmoid(margins) >= 0.5, labels).items():
+        report = self._calibrate(split, name, margins, labels)
+        for score, (low, high) in score_intervals(torch.sigmoid(margins) >= 0.5, labels).items():
             # The same on every process (all hold every review's margin): sync_dist only keeps Lightning
             # from warning.
-            self.log(f"{split}/{name}_ci_low", low, sync_dist=True)
-            self.log(f"{split}/{name}_ci_high", high, sync_dist=True)
-        by_length = {name: metric.compute() for name, metric in self.by_length[split].items()}
-        self._log_by_length(split, by_length)
+            self.log(f"{name}/{score}_ci_low", low, sync_dist=True)
+            self.log(f"{name}/{score}_ci_high", high, sync_dist=True)
+        by_length = {kind: metric.compute() for kind, metric in self.by_length[split].items()}
+        self._log_by_length(name, by_length)
         if not (self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger)):
             return
         writer, step = self.logger.experiment, self._weights_step()
@@ -182,47 +192,48 @@ class SentimentClassifier(L.LightningModule):
             "confusion_matrix": BinaryConfusionMatrix(sync_on_compute=False),
             "pr_curve": BinaryPrecisionRecallCurve(thresholds=200, sync_on_compute=False),
         }
-        for name, metric in plots.items():
+        for plot, metric in plots.items():
             metric.update(torch.sigmoid(margins), labels.long())
             # Drawn only here, where it is logged; add_figure closes it, so none is left open.
-            writer.add_figure(f"{split}/{name}", metric.plot(metric.compute())[0], step)
+            writer.add_figure(f"{name}/{plot}", metric.plot(metric.compute())[0], step)
         # A tag of its own: TensorBoard gives a tag to one plugin only, so sharing the image's tag left the PR
         # CURVES tab empty and the image unshown.
-        add_pr_curve(writer, f"{split}/precision_recall", plots["pr_curve"].confmat, step)
-        writer.add_text(f"{split}/confidently_wrong", confidently_wrong_table(wrong), step)
-        writer.add_figure(f"{split}/reliability", reliability_figure(report), step)
+        add_pr_curve(writer, f"{name}/precision_recall", plots["pr_curve"].confmat, step)
+        writer.add_text(f"{name}/confidently_wrong", confidently_wrong_table(wrong), step)
+        writer.add_figure(f"{name}/reliability", reliability_figure(report), step)
         writer.add_text(
-            f"{split}/accuracy_by_length", length_table(by_length["tokens"], by_length["dropped"]), step
+            f"{name}/accuracy_by_length", length_table(by_length["tokens"], by_length["dropped"]), step
         )
 
-    def _calibrate(self, split: str, margins: torch.Tensor, labels: torch.Tensor) -> dict:
+    def _calibrate(self, split: str, name: str, margins: torch.Tensor, labels: torch.Tensor) -> dict:
         """Validation fits the temperature on its reviews (over all processes, which all get the same
-        margins and so the same fit); test applies the checkpoint's. Logs the ECE before and after."""
+        margins and so the same fit); test applies the checkpoint's. Logs the ECE before and after, under
+        `name` (the evaluation's records name)."""
         if split == "val":
             self.temperature = fit_temperature(margins, labels)
         report = calibration_report(margins, labels, self.temperature)
         if split == "val":
             self.calibration = {"step": self.global_step, **report}
         # Epoch-level values, the same on every process: sync_dist only keeps Lightning from warning.
-        for name, value in (
+        for metric, value in (
             ("ece", report["uncalibrated"]["ece"]),
             ("ece_calibrated", report["calibrated"]["ece"]),
             ("temperature", self.temperature),
         ):
-            self.log(f"{split}/{name}", value, sync_dist=True)
+            self.log(f"{name}/{metric}", value, sync_dist=True)
         return report
 
-    def _log_by_length(self, split: str, by_length: dict) -> None:
-        """Accuracy and review count per length bucket, under `<split>_by_length/` (their own TensorBoard
+    def _log_by_length(self, records: str, by_length: dict) -> None:
+        """Accuracy and review count per length bucket, under `<records>_by_length/` (their own TensorBoard
         section). While fitting, logged like any metric (ValidationRecord keeps them in checkpoints);
         evaluating a checkpoint, written at its step, where the model card of its export finds them
         (Lightning would log them at step 0)."""
         values = {}
         for kind, buckets in by_length.items():
             for name, (reviews, accuracy) in buckets.items():
-                values[f"{split}_by_length/reviews_{kind}_{name}"] = float(reviews)
+                values[f"{records}_by_length/reviews_{kind}_{name}"] = float(reviews)
                 if reviews:
-                    values[f"{split}_by_length/acc_{kind}_{name}"] = accuracy
+                    values[f"{records}_by_length/acc_{kind}_{name}"] = accuracy
         if self.trainer.state.fn == "fit":
             for name, value in values.items():
                 # The same on every process: sync_dist only keeps Lightning from warning.
@@ -247,6 +258,7 @@ class SentimentClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._loaded_step = checkpoint.get("global_step")
+        self._fit_data = dict(checkpoint.get("datamodule_hyper_parameters", {}))
         # Checkpoints from before calibration have none: their probabilities stay as the model gives them.
         self.temperature = checkpoint.get("calibration", {}).get("temperature", 1.0)
 
@@ -288,7 +300,9 @@ class SentimentClassifier(L.LightningModule):
         self._end_evaluation("test")
 
     def on_test_end(self) -> None:
-        self._log_hparams_with_final_scores("test")
+        # The HPARAMS tab's row (and the model card) quote the test of the fit's own test reviews only.
+        if self._records_name("test") == "test":
+            self._log_hparams_with_final_scores("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         # Calibrated: the temperature the checkpoint's validation fitted (bert_imdb/reporting/calibration.py).

@@ -257,8 +257,8 @@ This is {what}, exported by bert_imdb (`python -m bert_imdb export`) from
 
 ## Metrics
 
-From the validation that scored these weights (on the held-out reviews), and from a test of this
-checkpoint in its run folder, if there was one:
+From the validation that scored these weights (on the held-out reviews), and from the newest test of this
+checkpoint in its run folder on the test reviews its training settings give, if there was one:
 
 {_metrics_table(metrics)}
 {extra}
