@@ -23,18 +23,16 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from bert_imdb.checkpoints.loading import load_checkpoint
 from bert_imdb.reporting.by_length import DROPPED_EDGES, TOKEN_EDGES, bucket_names
-from bert_imdb.run_folders import last_checkpoints
+from bert_imdb.run_folders import newest_best_checkpoint
 
 
 def best(config: str) -> str:
     """`<best checkpoint> <its max_length + 1>` of the newest run of `config` with a last.ckpt."""
     logger = yaml.safe_load(Path(config).read_text())["trainer"]["logger"]["init_args"]
-    for last in reversed(last_checkpoints(Path(logger["save_dir"]) / logger["name"])):
-        for key, state in load_checkpoint(str(last), mmap=True).get("callbacks", {}).items():
-            path = state.get("best_model_path") if key.startswith("ModelCheckpoint") else None
-            if path and Path(path).is_file():
-                max_length = load_checkpoint(path, mmap=True)["datamodule_hyper_parameters"]["max_length"]
-                return f"{path} {max_length + 1}"
+    path = newest_best_checkpoint(Path(logger["save_dir"]) / logger["name"])
+    if path:
+        max_length = load_checkpoint(path, mmap=True)["datamodule_hyper_parameters"]["max_length"]
+        return f"{path} {max_length + 1}"
     sys.exit(f"error: no run of {config} records a best checkpoint: run its fit first")
 
 

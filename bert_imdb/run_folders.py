@@ -95,6 +95,16 @@ def last_checkpoints(runs: Path) -> list[Path]:
     return sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
 
 
+def newest_best_checkpoint(runs: Path) -> str | None:
+    """The best checkpoint of the newest run under `runs` whose last.ckpt records one that exists."""
+    for path in reversed(last_checkpoints(runs)):
+        for key, state in load_checkpoint(str(path), mmap=True).get("callbacks", {}).items():
+            best = state.get("best_model_path") if key.startswith("ModelCheckpoint") else None
+            if best and Path(best).is_file():
+                return best
+    return None
+
+
 def find_best_checkpoint(config, subcommand: str) -> None:
     """`--ckpt_path best` of validate, test or predict, in a process of its own (Lightning knows "best" only
     in the process that fitted): the best checkpoint of the newest run with a last.ckpt, as its
@@ -105,13 +115,11 @@ def find_best_checkpoint(config, subcommand: str) -> None:
         )
     args = _tensorboard_args(config.trainer.logger)
     runs = Path(args.save_dir) / args.name if args is not None else None
-    for path in reversed(last_checkpoints(runs) if runs else []):
-        for key, state in load_checkpoint(str(path), mmap=True).get("callbacks", {}).items():
-            best = state.get("best_model_path") if key.startswith("ModelCheckpoint") else None
-            if best and Path(best).is_file():
-                load_checkpoint(best, mmap=True)  # the checks every checkpoint a command is given gets
-                config.ckpt_path = best
-                return
+    best = newest_best_checkpoint(runs) if runs else None
+    if best:
+        load_checkpoint(best, mmap=True)  # the checks every checkpoint a command is given gets
+        config.ckpt_path = best
+        return
     where = f"no run under {runs}" if runs else "with a fixed logger version, no run"
     raise UserError(f"--ckpt_path best: {where} records a best checkpoint that exists: pass the .ckpt file")
 
