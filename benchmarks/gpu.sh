@@ -13,7 +13,8 @@
 #   (b) bert-base shapes (random weights), peer and bert_imdb: batch 32, max length 512
 #   (c) all-MiniLM-L6-v2 on full IMDb (configs/full-minilm.yaml): fit and test, timed
 #   (d) MLM pre-training throughput, head on the scored positions and on every position
-# GPU_SH_QUICK=1 shrinks every part to a few steps of a tiny model on the CPU: the test suite runs it so.
+# GPU_SH_QUICK=1 shrinks every part to a step or two of a tiny model on the CPU: the test suite runs it so.
+# GPU_SH_PARTS="a c" runs only the parts named (by letter); the default is every part.
 set -uo pipefail
 
 if [ $# -ne 3 ] || [ ! -d "$2" ] || [ ! -d "$3" ]; then
@@ -44,14 +45,17 @@ if [ -f "$DATA/train.tsv.xz" ]; then
 fi
 
 if [ "${GPU_SH_QUICK:-0}" = 1 ]; then
-    SYNC=(--lever-steps 4 --train-samples 64 --test-samples 16 --max-length 64)
-    SEED=(--train-samples 32 --test-samples 16 --epochs 1 --max-length 64)
-    SHAPES=(--train-samples 8 --test-samples 8 --epochs 1 --batch-size 4 --max-length 64)
-    FULL=(--override=--trainer.accelerator=cpu --override=--trainer.precision=32-true
-        --override=--data.max_length=64 --override=--data.max_train_samples=64
-        --override=--data.max_val_samples=16 --override=--data.max_test_samples=16
-        --override=--trainer.max_epochs=1 --override=--data.num_proc=1 --override=--data.num_workers=0)
-    MLM=(--lever-steps 3 --train-samples 60 --test-samples 40 --max-length 32 --batch-size 8)
+    # One or two optimizer steps per part, a one-size matmul peak and a one-layer bert-base: what can break
+    # on a CPU (arguments, the payload, each part's path through bench) in about a minute for all of them.
+    PEAK=(--matmul-size 64)
+    SYNC=("${PEAK[@]}" --lever-steps 1 --train-samples 16 --test-samples 8 --max-length 32)
+    SEED=("${PEAK[@]}" --train-samples 8 --test-samples 8 --epochs 1 --max-length 32)
+    SHAPES=("${PEAK[@]}" --layers 1 --train-samples 4 --test-samples 4 --epochs 1 --batch-size 4 --max-length 32)
+    FULL=("${PEAK[@]}" --override=--trainer.accelerator=cpu --override=--trainer.precision=32-true
+        --override=--data.max_length=32 --override=--data.max_train_samples=32
+        --override=--data.max_val_samples=8 --override=--data.max_test_samples=8
+        --override=--trainer.max_steps=1 --override=--data.num_proc=1 --override=--data.num_workers=0)
+    MLM=("${PEAK[@]}" --lever-steps 1 --train-samples 20 --test-samples 8 --max-length 32 --batch-size 8)
     MLM_SYNC=("${MLM[@]}")
 else
     SYNC=(--lever-steps 20 --train-samples 1000 --test-samples 100 --batch-size 32 --max-length 512)
@@ -61,10 +65,13 @@ else
     MLM=(--lever-steps 200 --train-samples 5000 --test-samples 200 --max-length 128 --batch-size 32)
     MLM_SYNC=(--lever-steps 20 --train-samples 1000 --test-samples 200 --max-length 128 --batch-size 32)
 fi
+# GPU_SH_PARTS="c d" runs those parts alone (to rerun one that failed, say); the default is all of them.
+PARTS=" ${GPU_SH_PARTS:-e a b c d} "
 
 part() {
     local name=$1 start status
     shift
+    [[ $PARTS == *" ${name:0:1} "* ]] || return 0
     echo "== gpu.sh: $name"
     start=$(date +%s)
     if "$@"; then status=done; else status="FAILED (exit $?)"; fi

@@ -21,9 +21,12 @@ import pytest
 import torch
 
 # Under pytest-xdist each worker shares the cores with the others: torch's default of one thread per core
-# in every worker would oversubscribe them. The processes the tests start keep torch's default.
+# in every worker (and in every process a test starts) would oversubscribe them, and OpenMP's threads then
+# spin waiting on each other.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(share)
+    os.environ["OMP_NUM_THREADS"] = str(share)
 
 from datasets import ClassLabel, Dataset, Features, Value
 from transformers import BertConfig, BertForPreTraining, BertModel, BertTokenizerFast
@@ -166,9 +169,11 @@ def text_dataset(tmp_path) -> str:
     return str(folder)
 
 
-@pytest.fixture
-def hub_dataset(tmp_path) -> str:
-    return str(write_hub_layout(tmp_path / "imdb"))
+@pytest.fixture(scope="session")
+def hub_dataset(tmp_path_factory) -> str:
+    """One Hub-layout IMDb for the session, read-only: its tokenization is cached once, and every test reuses
+    it (a test that needs other files writes its own with write_hub_layout)."""
+    return str(write_hub_layout(tmp_path_factory.mktemp("hub") / "imdb"))
 
 
 @pytest.fixture

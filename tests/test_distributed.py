@@ -42,6 +42,7 @@ def last_scalar(run_folder: Path, tag: str) -> float:
     return events.Scalars(tag)[-1].value
 
 
+@pytest.mark.slow
 def test_ddp_ranks_train_on_disjoint_samples_and_test_as_one_process(tiny_model, hub_dataset, workdir):
     seen = workdir / "seen"
     args = tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")
@@ -91,6 +92,7 @@ def masks(folder: Path) -> list[torch.Tensor]:
     return [(torch.tensor(b["masked"]), torch.tensor(b["special"])) for rank in recorded for b in rank]
 
 
+@pytest.mark.slow
 def test_ddp_pre_training_draws_its_own_masks_per_rank_and_worker_and_syncs_perplexity(
     tiny_model, text_dataset, workdir
 ):
@@ -132,6 +134,7 @@ def test_ddp_pre_training_draws_its_own_masks_per_rank_and_worker_and_syncs_perp
     )
 
 
+@pytest.mark.slow
 def test_a_killed_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(tiny_model, hub_dataset, workdir):
     # 320 training reviews over 2 ranks in batches of 8: 20 steps an epoch, 40 in all; last.ckpt every 5.
     args = tiny_args(
@@ -181,6 +184,7 @@ def test_a_killed_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(tiny_mo
 PREDICT_GRID = [(2, 2, 20, 16), (2, 0, 5, 16), (2, 2, 1, 4), (2, 1, 37, 4)]
 
 
+@pytest.mark.slow
 def test_ddp_predict_writes_every_review_once_in_input_order(
     tiny_model, hub_dataset, workdir, best_checkpoint
 ):

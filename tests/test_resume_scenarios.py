@@ -91,15 +91,22 @@ def test_generated_resume_scenarios(request, tmp_path):
             raise AssertionError(f"seed {seed}, scenario {n}: {scenario}: {err}") from err
 
 
-def test_generated_resume_scenarios_in_two_processes(request, tmp_path):
+def pytest_generate_tests(metafunc):
+    # One test per two-process scenario, so that the suite's workers share them.
+    if "ddp_scenario" in metafunc.fixturenames:
+        metafunc.parametrize("ddp_scenario", range(metafunc.config.getoption("resume_ddp_scenarios")))
+
+
+@pytest.mark.slow
+def test_generated_resume_scenarios_in_two_processes(request, tmp_path, ddp_scenario):
     """DDP on gloo, each process started as torchrun or SLURM's srun starts it (SLURM's signal reaching the
     processes at different batches, or only one of them)."""
     seed, count = request.config.getoption("resume_seed"), request.config.getoption("resume_ddp_scenarios")
-    for n, scenario in enumerate(generated(seed, count, processes=2)):
-        try:
-            check(scenario, tmp_path / str(n))
-        except AssertionError as err:
-            raise AssertionError(f"seed {seed}, 2 processes, scenario {n}: {scenario}: {err}") from err
+    scenario = list(generated(seed, count, processes=2))[ddp_scenario]
+    try:
+        check(scenario, tmp_path)
+    except AssertionError as err:
+        raise AssertionError(f"seed {seed}, 2 processes, scenario {ddp_scenario}: {scenario}: {err}") from err
 
 
 # The CLI level: one scenario per loader kind, through the real command on the tiny BERT.

@@ -25,8 +25,10 @@ def main(argv: list[str] | None = None) -> None:
     if comparison:
         check_peer_installed()
     print("bench: measuring dense matmul throughput", flush=True)
-    peaks = {"fp32": matmul_peak(torch.float32)}
-    peaks["bf16"] = matmul_peak(torch.bfloat16) if bf16_supported() else float("nan")
+    peak_seconds = 1.0 if args.matmul_size is None else 0.05
+    peaks = {"fp32": matmul_peak(torch.float32, peak_seconds, args.matmul_size)}
+    bf16 = bf16_supported()
+    peaks["bf16"] = matmul_peak(torch.bfloat16, peak_seconds, args.matmul_size) if bf16 else float("nan")
     peaks["datasheet_bf16"] = datasheet_bf16_peak()
     report = {
         "machine": machine(),
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         if args.shape == "bert-base":
             # Built once here; the runs read it as their model (a later --model wins in argparse).
-            model = build_bert_base(args.model, Path(workdir) / "bert-base-random", args.seed)
+            model = build_bert_base(args.model, Path(workdir) / "bert-base-random", args.seed, args.layers)
             argv = [*argv, "--model", str(model), "--shape", "model"]
         if args.sync_check:
             report["sync_check"] = spawn("bert_imdb", argv, Path(workdir))

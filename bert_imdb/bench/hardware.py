@@ -12,12 +12,13 @@ def bf16_supported() -> bool:
     return precision.bf16_supported(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def matmul_peak(dtype: torch.dtype, seconds: float = 1.0) -> float:
-    """Dense square matmul throughput in FLOP/s, the best of three sizes: the most this machine's math
-    units give a model."""
+def matmul_peak(dtype: torch.dtype, seconds: float = 1.0, size: int | None = None) -> float:
+    """Dense square matmul throughput in FLOP/s, the best of three sizes (or of `size` alone): the most
+    this machine's math units give a model."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     best = 0.0
-    for n in (4096, 8192, 16384) if device == "cuda" else (1024, 2048, 4096):
+    sizes = (4096, 8192, 16384) if device == "cuda" else (1024, 2048, 4096)
+    for n in sizes if size is None else (size,):
         a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
         for _ in range(3):
             a @ b

@@ -94,6 +94,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="bert-base: both runs train a model of bert-base-uncased's dimensions with random weights (and "
         "--model's tokenizer): for speed only, its accuracy means nothing",
     )
+    parser.add_argument(
+        "--layers",
+        type=int,
+        default=12,
+        help="with --shape bert-base: its encoder layers (bert-base has 12; gpu.sh's CPU rehearsal builds 1)",
+    )
+    parser.add_argument(
+        "--matmul-size",
+        type=int,
+        help="measure the matmul peak at this n x n size only (the default tries three and keeps the best): "
+        "a rehearsal's shortcut, whose MFU means nothing",
+    )
     parser.add_argument("--output-dir", default="benchmarks/results", help="where the JSON and Markdown go")
     # The runs are this module again, in child processes.
     parser.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)

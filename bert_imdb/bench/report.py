@@ -55,12 +55,13 @@ def header(report: dict) -> list[str]:
         f"transformers {m['transformers']}, lightning {m['lightning']}, datasets {m['datasets']}.",
         f"Recipe: {s['model']}, {s['train_samples']} training and {s['test_samples']} test reviews, "
         f"{s['epochs']} epoch(s), batch {s['batch_size']}, learning rate {s['learning_rate']}, "
-        f"max length {s['max_length']}, seed {s['seed']}. Matmul peak: "
+        f"max length {s['max_length']}, seed {s['seed']}. Matmul peak"
+        f"{'' if s.get('matmul_size') is None else ' (one size only: a rehearsal, MFU means nothing)'}: "
         f"{report['matmul_peak_gflops']['fp32']:,.0f} GFLOP/s fp32, {bf16}.",
         *(
             [
-                "Model: bert-base-uncased's dimensions with random weights (--shape bert-base), for speed only: "
-                "its accuracy means nothing."
+                f"Model: bert-base-uncased's dimensions ({s.get('layers', 12)} layers) with random weights "
+                "(--shape bert-base), for speed only: its accuracy means nothing."
             ]
             if s.get("shape") == "bert-base"
             else []

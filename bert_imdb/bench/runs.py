@@ -103,15 +103,15 @@ def run_bert_imdb(args: argparse.Namespace, workdir: Path) -> dict:
     return result
 
 
-def build_bert_base(tokenizer_source: str, folder: Path, seed: int) -> Path:
-    """A model folder of bert-base-uncased's dimensions (12 layers, hidden 768, 12 heads, 3,072, 512
-    positions) with random weights and `tokenizer_source`'s tokenizer: the shapes users train, without a
-    download. Speed only: it has learned nothing."""
+def build_bert_base(tokenizer_source: str, folder: Path, seed: int, layers: int = 12) -> Path:
+    """A model folder of bert-base-uncased's dimensions (12 layers, or `layers`; hidden 768, 12 heads,
+    3,072, 512 positions) with random weights and `tokenizer_source`'s tokenizer: the shapes users train,
+    without a download. Speed only: it has learned nothing."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     # BertConfig's defaults are bert-base's dimensions.
-    config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512)
+    config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512, num_hidden_layers=layers)
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -188,6 +188,9 @@ def run_peer(args: argparse.Namespace, workdir: Path, tuned: bool = False) -> di
         save_strategy="no",
         seed=args.seed,
         bf16=bf16,
+        # transformers refuses bf16 without a GPU unless told the run is on the CPU (even where the CPU
+        # computes in bf16).
+        use_cpu=not torch.cuda.is_available(),
         report_to="none",
         disable_tqdm=True,
     )

@@ -3,9 +3,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, tiny_args
 
 
+@pytest.mark.slow
 def test_full_run_script_runs_every_stage_and_reports_them(tiny_model, hub_dataset, workdir):
     config = workdir / "tiny.yaml"
     config.write_text(

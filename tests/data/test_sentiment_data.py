@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import write_hub_layout
 
 from bert_imdb.data.sentiment import IMDbDataModule
 from bert_imdb.errors import UserError
@@ -17,7 +18,9 @@ def cache_files() -> set[Path]:
     return set(Path(os.environ["HF_DATASETS_CACHE"]).rglob("cache-*.arrow"))
 
 
-def test_setup_reads_the_cache_that_prepare_data_filled(tiny_model, hub_dataset):
+def test_setup_reads_the_cache_that_prepare_data_filled(tiny_model, tmp_path):
+    # A dataset of its own: the session's is tokenized already, by whichever test came first.
+    hub_dataset = str(write_hub_layout(tmp_path / "imdb"))
     first = datamodule(tiny_model, hub_dataset)
     first.prepare_data()
     written = cache_files()
