@@ -8,6 +8,7 @@ from lightning.pytorch.callbacks import Callback
 
 from bert_imdb.checkpoints.random_state import rng_states, seed_generators, set_rng_states
 from bert_imdb.checkpoints.resume_rules import NOT_RECORDED, check_resumable
+from bert_imdb.checkpoints.settings_record import changed_settings, check_settings
 
 
 class ExactResume(Callback):
@@ -24,12 +25,21 @@ class ExactResume(Callback):
 
     A checkpoint resumes only with the number of processes, batch size and gradient accumulation it was
     trained with (checkpoints/resume_rules.py): anything else would train other batches than the run that
-    was stopped.
+    was stopped. And it records the run's resolved settings (`settings`, set by the CLI), against which
+    every resume is checked, whatever found the checkpoint (a path, last, hpc, SLURM's own requeue):
+    checkpoints/settings_record.py. A change allowed on purpose (`allowed`) is applied to the optimizer for
+    real, and recorded with the step it took effect at.
     """
 
     def __init__(self):
         self._saved: dict[str, Any] | None = None
         self._trainer = None
+        # The CLI's: this run's resolved settings, and the names the user allowed to change on resume.
+        self.settings: dict[str, Any] | None = None
+        self.allowed: tuple[str, ...] = ()
+        # Changes allowed on resume so far: [{"setting", "from", "to", "step"}], kept in every checkpoint.
+        self.changes: list[dict[str, Any]] = []
+        self._to_apply: dict[str, Any] = {}
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._trainer = trainer
@@ -45,6 +55,8 @@ class ExactResume(Callback):
             "ranks": ranks,
             "world_size": trainer.world_size if trainer is not None else 1,
             "accumulate_grad_batches": trainer.accumulate_grad_batches if trainer is not None else 1,
+            **({"settings": self.settings} if self.settings is not None else {}),
+            "changes": self.changes,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -62,6 +74,24 @@ class ExactResume(Callback):
         if hasattr(trainer.datamodule, "pad_multiple"):
             now["data.pad_to_multiple_of (resolved for the device)"] = trainer.datamodule.pad_multiple()
         check_resumable(trainer.ckpt_path, checkpoint, now)
+        saved = checkpoint.get("callbacks", {}).get(self.state_key, {})
+        self.changes = list(saved.get("changes", []))
+        if self.settings is None or "settings" not in saved:
+            return  # built without the CLI, or a checkpoint from before settings were recorded (the CLI says)
+        check_settings(trainer.ckpt_path, saved["settings"], self.settings, self.allowed)
+        step = checkpoint.get("global_step", 0)
+        for name, was, value in changed_settings(saved["settings"], self.settings):
+            self.changes.append({"setting": name, "from": was, "to": value, "step": step})
+            if name.startswith("model."):
+                # The optimizer and its schedule are built from hparams (after this hook), then given the
+                # checkpoint's state, whose learning rate and decay on_train_start replaces.
+                pl_module.hparams[name.removeprefix("model.")] = value
+                self._to_apply[name.removeprefix("model.")] = value
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        to_apply, self._to_apply = self._to_apply, {}
+        if to_apply and hasattr(pl_module, "apply_optimizer_settings"):
+            pl_module.apply_optimizer_settings(**to_apply)
 
     def restore_generators(self, trainer) -> bool:
         """Give this process the generators of the checkpoint being resumed (True), or, starting afresh with

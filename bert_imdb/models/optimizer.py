@@ -43,3 +43,20 @@ def adamw_with_linear_warmup(module: L.LightningModule) -> dict:
         optimizer, num_warmup_steps=int(hp.warmup_ratio * total_steps), num_training_steps=total_steps
     )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def apply_optimizer_settings(module: L.LightningModule, **changed) -> None:
+    """Give a resumed run's optimizer and schedule the learning rate and weight decay the user changed on
+    purpose (`--resume_allow`): the checkpoint's optimizer state, restored after configure_optimizers, holds
+    the old ones. The schedule goes on from its step, scaled to the new peak."""
+    optimizer = module.trainer.optimizers[0]
+    scheduler = module.trainer.lr_scheduler_configs[0].scheduler
+    if "learning_rate" in changed:
+        scheduler.base_lrs = [changed["learning_rate"]] * len(optimizer.param_groups)
+        for group, lr_lambda in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+            group["initial_lr"] = changed["learning_rate"]
+            group["lr"] = changed["learning_rate"] * lr_lambda(scheduler.last_epoch)
+    if "weight_decay" in changed:
+        for group in optimizer.param_groups:
+            if group.get("name") == "decay":
+                group["weight_decay"] = changed["weight_decay"]
