@@ -18,17 +18,22 @@ from bert_imdb.tasks import data_module_state, module_of_checkpoint
 
 
 def fold_temperature(model, temperature: float) -> None:
-    """Divide the classification layer's weights and bias by the temperature, so the exported model's logits
-    are the calibrated ones and a `pipeline` gives calibrated scores with nothing to apply; the config
-    records it (`calibration_temperature`)."""
-    head = getattr(model, "classifier", None)
-    if not isinstance(head, torch.nn.Linear):
+    """Divide the logits layer's weights and bias by the temperature, so the exported model's logits are the
+    calibrated ones and a `pipeline` gives calibrated scores with nothing to apply; the config records it
+    (`calibration_temperature`). The logits layer is the head's last linear layer with one output per label,
+    whatever the architecture calls it (BERT's `classifier`, RoBERTa's and ELECTRA's `classifier.out_proj`)."""
+    labels = model.config.num_labels
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == labels]
+    if not layers:
         raise UserError(
-            f"cannot fold the temperature into a {type(model).__name__}: it has no linear `classifier` layer"
+            f"cannot fold the temperature into a {type(model).__name__}: it has no linear layer of "
+            f"{labels} outputs"
         )
+    head = layers[-1]
     with torch.no_grad():
         head.weight /= temperature
-        head.bias /= temperature
+        if head.bias is not None:
+            head.bias /= temperature
     model.config.calibration_temperature = temperature
 
 

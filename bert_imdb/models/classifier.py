@@ -21,14 +21,19 @@ from bert_imdb.data.imdb import LABEL_NAMES
 from bert_imdb.data.truncation import REVIEW_TOKENS
 from bert_imdb.models.compilation import compile_in_place
 from bert_imdb.models.inputs import model_inputs
-from bert_imdb.models.optimizer import adamw_with_linear_warmup, check_optimizer_settings
-from bert_imdb.models.pretrained import attention_settings, from_pretrained
+from bert_imdb.models.optimizer import (
+    adamw_with_linear_warmup,
+    apply_optimizer_settings,
+    check_optimizer_settings,
+)
+from bert_imdb.models.pretrained import accepted_inputs, load_encoder
 from bert_imdb.reporting.by_length import DROPPED_EDGES, TOKEN_EDGES, AccuracyByBucket, length_table
 from bert_imdb.reporting.calibration import calibration_report, fit_temperature, reliability_figure
 from bert_imdb.reporting.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table
 from bert_imdb.reporting.hparams import FINAL_SCORES, hyperparameters, log_hparams
 from bert_imdb.reporting.intervals import score_intervals
 from bert_imdb.reporting.variants import variant_name
+from bert_imdb.workarounds.attention_interface import takes_prepared_masks
 from bert_imdb.workarounds.weighted_mean import WeightedMean
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
@@ -78,16 +83,19 @@ class SentimentClassifier(L.LightningModule):
         check_optimizer_settings(learning_rate, weight_decay, warmup_ratio)
         # Not LightningCLI's `_instantiator`: how the CLI built it, no hyperparameter (hparams.yaml, checkpoints).
         self.save_hyperparameters(ignore="_instantiator")
-        self.model = from_pretrained(
+        self.model, self.attention = load_encoder(
             AutoModelForSequenceClassification,
             model_name_or_path,
+            attention_dropout,
+            attn_implementation,
             num_labels=len(LABEL_NAMES),
             id2label=dict(enumerate(LABEL_NAMES)),
             label2id={name: i for i, name in enumerate(LABEL_NAMES)},
             # Full precision weights: mixed precision is the Trainer's job (`trainer.precision`).
             dtype=torch.float32,
-            **attention_settings(attention_dropout, attn_implementation),
         )
+        self.inputs = accepted_inputs(self.model, MODEL_INPUTS)
+        self.prepared_masks = takes_prepared_masks(self.model)
         # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
         self.model.train()
         if compile:
@@ -118,12 +126,13 @@ class SentimentClassifier(L.LightningModule):
         self.temperature = 1.0
         self.calibration: dict | None = None  # that validation's calibration report, for the model card
         self._loaded_step: int | None = None
+        self._trained = False  # fitted in this process (then evaluated without a checkpoint, its weights)
         self._fit_data: dict = {}  # the data settings of the checkpoint's fit, when one is evaluated
 
     def _run(self, batch: dict):
         """The Hugging Face model on a batch, without the ids, texts and lengths that ride along with it."""
         return self.model(
-            **model_inputs(batch, MODEL_INPUTS, self.hparams.attn_implementation, self.model.dtype)
+            **model_inputs(batch, self.inputs, self.attention, self.model.dtype, self.prepared_masks)
         )
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -160,7 +169,11 @@ class SentimentClassifier(L.LightningModule):
 
     def _records_name(self, split: str) -> str:
         """What an evaluation's records are named: its split, but for a test under other data settings than
-        the checkpoint's fit (bert_imdb/reporting/variants.py)."""
+        the checkpoint's fit (bert_imdb/reporting/variants.py), and `<split>_untrained` for the weights of
+        no checkpoint (validate or test without --ckpt_path: a random classification head), so that no
+        table or record passes them off as the model's."""
+        if self.trainer.state.fn != "fit" and self._loaded_step is None and not self._trained:
+            return f"{split}_untrained"
         if split != "test":
             return split
         return variant_name(self._fit_data, dict(getattr(self.trainer.datamodule, "hparams", {})))
@@ -287,6 +300,9 @@ class SentimentClassifier(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._end_evaluation("val")
 
+    def on_train_start(self) -> None:
+        self._trained = True
+
     def on_fit_end(self) -> None:
         self._log_hparams_with_final_scores("val")
 
@@ -318,3 +334,7 @@ class SentimentClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         return adamw_with_linear_warmup(self)
+
+    def apply_optimizer_settings(self, **changed) -> None:
+        """A resume's learning rate or weight decay changed on purpose (callbacks/exact_resume.py)."""
+        apply_optimizer_settings(self, **changed)

@@ -6,7 +6,11 @@ from bert_imdb.data.collate import LENGTHS
 
 
 def model_inputs(
-    batch: dict, names: tuple[str, ...], attn_implementation: str, dtype: torch.dtype = torch.float32
+    batch: dict,
+    names: tuple[str, ...],
+    attn_implementation: str,
+    dtype: torch.dtype = torch.float32,
+    prepare_mask: bool = True,
 ) -> dict:
     """The tensors of `batch` the model takes (`names`), with the attention mask prepared here.
 
@@ -24,6 +28,8 @@ def model_inputs(
         return inputs
     if all(length == mask.shape[1] for length in lengths):
         del inputs["attention_mask"]
+        return inputs
+    if not prepare_mask:
         return inputs
     attend = mask[:, None, None, :].bool()
     if attn_implementation == "sdpa":

@@ -12,8 +12,19 @@ from transformers import AutoConfig, AutoModelForMaskedLM, BertForPreTraining
 from bert_imdb.data.collate import LENGTHS, MASKED_INDEX
 from bert_imdb.errors import UserError
 from bert_imdb.models.inputs import model_inputs
-from bert_imdb.models.optimizer import adamw_with_linear_warmup, check_optimizer_settings
-from bert_imdb.models.pretrained import attention_settings, from_pretrained
+from bert_imdb.models.optimizer import (
+    adamw_with_linear_warmup,
+    apply_optimizer_settings,
+    check_optimizer_settings,
+)
+from bert_imdb.models.pretrained import (
+    accepted_inputs,
+    attention_settings,
+    encoder_config,
+    from_pretrained,
+    load_encoder,
+)
+from bert_imdb.workarounds.attention_interface import takes_prepared_masks
 from bert_imdb.workarounds.weighted_mean import WeightedMean
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -87,14 +98,22 @@ class MaskedLanguageModel(L.LightningModule):
         check_optimizer_settings(learning_rate, weight_decay, warmup_ratio)
         # Not LightningCLI's `_instantiator`: how the CLI built it, no hyperparameter (hparams.yaml, checkpoints).
         self.save_hyperparameters(ignore="_instantiator")
-        attention = attention_settings(attention_dropout, attn_implementation)
         if nsp:
-            self.model = load_nsp_model(model_name_or_path, **attention)
+            attention = attention_settings(
+                encoder_config(model_name_or_path), attention_dropout, attn_implementation
+            )
+            self.model, self.attention = load_nsp_model(model_name_or_path, **attention), attn_implementation
         else:
             # Full precision weights: mixed precision is the Trainer's job (`trainer.precision`).
-            self.model = from_pretrained(
-                AutoModelForMaskedLM, model_name_or_path, dtype=torch.float32, **attention
+            self.model, self.attention = load_encoder(
+                AutoModelForMaskedLM,
+                model_name_or_path,
+                attention_dropout,
+                attn_implementation,
+                dtype=torch.float32,
             )
+        self.inputs = accepted_inputs(self.model, MODEL_INPUTS)
+        self.prepared_masks = takes_prepared_masks(self.model)
         # from_pretrained returns the model in eval mode, and Lightning keeps module modes as it finds them.
         self.model.train()
         # validate_args=False, and WeightedMean for MeanMetric: their checks read the device on every update
@@ -117,7 +136,7 @@ class MaskedLanguageModel(L.LightningModule):
         The collator lists the scored positions (`masked_index`, flat over the batch), computed on the host,
         so picking them needs no device-to-host read of the mask (boolean indexing would wait for one).
         """
-        inputs = model_inputs(batch, MODEL_INPUTS, self.hparams.attn_implementation, self.model.dtype)
+        inputs = model_inputs(batch, self.inputs, self.attention, self.model.dtype, self.prepared_masks)
         index = batch[MASKED_INDEX]
         labels = batch["labels"].flatten().index_select(0, index)
         if not self.head_on_scored_positions:
@@ -175,3 +194,7 @@ class MaskedLanguageModel(L.LightningModule):
 
     def configure_optimizers(self):
         return adamw_with_linear_warmup(self)
+
+    def apply_optimizer_settings(self, **changed) -> None:
+        """A resume's learning rate or weight decay changed on purpose (callbacks/exact_resume.py)."""
+        apply_optimizer_settings(self, **changed)

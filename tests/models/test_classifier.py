@@ -8,6 +8,7 @@ from probes import NoTensorReads
 
 from bert_imdb.cli import cli_main
 from bert_imdb.data.sentiment import IMDbDataModule
+from bert_imdb.models import compilation
 from bert_imdb.models.classifier import SentimentClassifier
 
 
@@ -44,11 +45,12 @@ def test_loss_falls_on_a_learnable_toy_set(tiny_model, tiny_data, tmp_path, seed
     L.seed_everything(seed)
     model = SentimentClassifier(tiny_model, learning_rate=2e-3)
     run = trainer(tmp_path, max_epochs=4)
+    # Before any training or checkpoint, its records say so (val_untrained/...).
     before = run.validate(model, tiny_data, verbose=False)[0]
     run.fit(model, tiny_data)
     after = run.validate(model, tiny_data, verbose=False)[0]
-    assert after["val/loss"] < 0.5 * before["val/loss"]
-    assert after["val/acc"] > 0.9 > before["val/acc"]
+    assert after["val/loss"] < 0.5 * before["val_untrained/loss"]
+    assert after["val/acc"] > 0.9 > before["val_untrained/acc"]
 
 
 def test_scheduler_steps_once_per_optimizer_step(tiny_model, tiny_data, tmp_path):
@@ -81,15 +83,12 @@ def test_no_weight_decay_on_biases_and_layernorm(tiny_model, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", [True, "reduce-overhead"])
-def test_compiled_model_trains_and_saves_plain_parameter_names(tiny_model, hub_dataset, tmp_path, how):
+def test_compiled_model_trains_and_saves_plain_parameter_names(tiny_model, hub_dataset, tmp_path):
     L.seed_everything(0)
-    # Two widths (32 and 64): the CUDA-graphs mode compiles a graph per shape (without CUDA graphs here).
-    tiny_data = IMDbDataModule(
-        hub_dataset, tiny_model, max_length=64, val_fraction=0.2, pad_to_multiple_of=32
-    )
-    compiled = SentimentClassifier(tiny_model, learning_rate=2e-3, compile=how)
-    trainer(tmp_path, max_epochs=1, limit_val_batches=0, limit_train_batches=12).fit(compiled, tiny_data)
+    # The smallest shapes that still take two widths (8 and 16 tokens): a new width must not break it.
+    tiny_data = IMDbDataModule(hub_dataset, tiny_model, max_length=16, val_fraction=0.2, pad_to_multiple_of=8)
+    compiled = SentimentClassifier(tiny_model, learning_rate=2e-3, compile=True)
+    trainer(tmp_path, max_epochs=1, limit_val_batches=0, limit_train_batches=3).fit(compiled, tiny_data)
     state = compiled.state_dict()
     plain = SentimentClassifier(tiny_model)
     assert list(state) == list(plain.state_dict())  # no "_orig_mod." in the checkpoint
@@ -97,6 +96,18 @@ def test_compiled_model_trains_and_saves_plain_parameter_names(tiny_model, hub_d
     plain.eval(), compiled.eval()
     batch = next(iter(tiny_data.val_dataloader()))
     assert torch.allclose(plain(batch), compiled(batch), atol=1e-5)
+
+
+def test_cuda_graphs_compile_statically_with_room_for_a_graph_per_shape(tiny_model, monkeypatch):
+    # What compile="reduce-overhead" asks of torch (compiling itself is torch's, run above in the dynamic
+    # mode): CUDA graphs need static shapes, and one graph per shape needs the recompile limit raised
+    # (tests/workarounds/test_private_names.py checks that the raise reaches torch).
+    asked, limits = {}, []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: asked.update(kwargs))
+    monkeypatch.setattr(compilation, "raise_recompile_limit", limits.append)
+    SentimentClassifier(tiny_model, compile="reduce-overhead")
+    assert asked == {"mode": "reduce-overhead", "dynamic": False}
+    assert limits == [compilation.STATIC_GRAPHS]
 
 
 def test_attention_dropout_is_off_unless_asked_and_null_keeps_the_models_own(tiny_model):

@@ -36,3 +36,14 @@ def test_modelcheckpoint_still_has_the_methods_of_its_epoch_end_save():
     for name in ("_should_skip_saving_checkpoint", "_save_topk_checkpoint", "_monitor_candidates"):
         assert callable(getattr(ModelCheckpoint, name)), name
     assert callable(save_at_epoch_end)
+
+
+def test_models_say_whether_they_take_transformers_attention_masks():
+    from transformers import BertForSequenceClassification, DebertaV2ForSequenceClassification
+
+    from bert_imdb.workarounds.attention_interface import takes_prepared_masks
+
+    assert takes_prepared_masks(BertForSequenceClassification.__new__(BertForSequenceClassification))
+    assert not takes_prepared_masks(
+        DebertaV2ForSequenceClassification.__new__(DebertaV2ForSequenceClassification)
+    )
