@@ -2,6 +2,7 @@
 
 import contextlib
 import inspect
+import signal
 import sys
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins import Precision
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from bert_imdb.callbacks.early_stopping import EarlyStop
 from bert_imdb.callbacks.exact_resume import ExactResume
@@ -20,6 +22,7 @@ from bert_imdb.callbacks.last_checkpoint import LastCheckpoint
 from bert_imdb.callbacks.predictions import PredictionWriter
 from bert_imdb.callbacks.save_config import SaveConfigBesideExisting
 from bert_imdb.callbacks.slurm_requeue import SlurmRequeue
+from bert_imdb.callbacks.stop_on_signal import StopOnSignal
 from bert_imdb.callbacks.throughput import TokenThroughputMonitor
 from bert_imdb.callbacks.validation_record import ValidationRecord
 from bert_imdb.checkpoints.atomic_io import AtomicCheckpointIO
@@ -29,6 +32,12 @@ from bert_imdb.checkpoints.resume_rules import (
     NOT_RECORDED,
     check_resumable,
     check_same_model_class,
+)
+from bert_imdb.checkpoints.settings_record import (
+    check_allowed_names,
+    check_settings,
+    recorded_settings,
+    unchecked_settings,
 )
 from bert_imdb.data.review_files import scan_reviews
 from bert_imdb.data.sentiment import IMDbDataModule
@@ -45,6 +54,7 @@ from bert_imdb.run_folders import (
     release_unused_run_folder,
 )
 from bert_imdb.settings_errors import one_line, setting_names
+from bert_imdb.settings_ranges import check_numeric_settings
 from bert_imdb.tasks import check_pairing, import_class
 from bert_imdb.workarounds.fit_loop import ExactResumeFitLoop
 
@@ -105,11 +115,19 @@ class BertImdbCLI(LightningCLI):
         parser.add_lightning_class_args(EarlyStop, "early_stopping")
         parser.add_lightning_class_args(ExactResume, "exact_resume")
         parser.add_lightning_class_args(SlurmRequeue, "slurm_requeue")
+        parser.add_lightning_class_args(StopOnSignal, "stop_on_signal")
         parser.add_lightning_class_args(ValidationRecord, "validation_record")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_lightning_class_args(TokenThroughputMonitor, "throughput")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_argument(
+            "--resume_allow",
+            type=list[str],
+            default=[],
+            help="Resuming a fit (--ckpt_path): settings allowed to differ from the checkpoint's on purpose, "
+            "e.g. [model.learning_rate]; every other change of what is trained is refused (docs/resume.md)",
+        )
 
     def parse_arguments(self, parser, args) -> None:
         try:
@@ -118,12 +136,53 @@ class BertImdbCLI(LightningCLI):
             raise UserError(_settings_error(parser, args, err)) from None
         # Before LightningCLI reads the checkpoint's hyperparameters, which fails with a traceback.
         subcommand = self.config.get("subcommand")
+        # Before LightningCLI seeds (a seed out of range is a ValueError traceback there).
+        check_numeric_settings(self.config[subcommand] if subcommand else self.config)
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        # What this fit trains with, as the user set it: recorded in every checkpoint, and what a resume is
+        # checked against. Read before LightningCLI replaces the model's arguments by a checkpoint's.
+        self.settings = recorded_settings(self.config[subcommand]) if subcommand == "fit" else None
+        self.resume_allow = tuple(self.config[subcommand].get("resume_allow") or ()) if subcommand else ()
+        if self.settings is not None:
+            check_allowed_names(self.resume_allow, self.settings)
         if _is_file_path(ckpt_path) and subcommand == "fit":
-            # Also before LightningCLI replaces the model's arguments by the checkpoint's.
-            _check_same_setup(ckpt_path, self.config[subcommand])
+            self._check_same_setup(ckpt_path, self.config[subcommand])
         elif _is_file_path(ckpt_path):
             load_checkpoint(ckpt_path, mmap=True)
+
+    def _check_same_setup(self, ckpt_path: str | Path, config) -> None:
+        """Stop a resume whose settings differ from those the checkpoint recorded (deny by default:
+        checkpoints/settings_record.py), before anything is built. A checkpoint from before settings were
+        recorded is checked on the settings checkpoints/resume_rules.py names, and the run says so."""
+        checkpoint = load_checkpoint(str(ckpt_path), mmap=True)
+        check_same_model_class(ckpt_path, checkpoint, config.model.class_path)
+        saved = checkpoint.get("callbacks", {}).get(ExactResume.__qualname__, {}).get("settings")
+        if saved is not None:
+            check_settings(ckpt_path, saved, self.settings, self.resume_allow)
+            unchecked = unchecked_settings(saved, self.settings)
+            if unchecked:
+                rank_zero_warn(
+                    f"checkpoint {ckpt_path} records no value of {', '.join(unchecked)} (another version of "
+                    "bert_imdb): those settings were not checked"
+                )
+            return
+        from_config = {}
+        for name in IN_CONFIG:
+            section, _, key = name.partition(".")
+            from_config[name] = config[section].init_args.get(key, NOT_RECORDED)
+        check_resumable(ckpt_path, checkpoint, from_config)
+        rank_zero_warn(
+            f"checkpoint {ckpt_path} was written before bert_imdb recorded every setting: only "
+            f"{', '.join(IN_CONFIG)}, the processes, batch size and accumulation were checked"
+        )
+
+    def after_instantiate_classes(self) -> None:
+        super().after_instantiate_classes()
+        if getattr(self, "trainer", None) is None or self.settings is None:
+            return
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, ExactResume):
+                callback.settings, callback.allowed = self.settings, self.resume_allow
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -149,12 +208,24 @@ class BertImdbCLI(LightningCLI):
             )
         if self.subcommand == "predict":
             _prepare_predict(config)
+        if self.subcommand in ("validate", "test", "predict") and config.ckpt_path is None:
+            rank_zero_warn(
+                f"{self.subcommand} without --ckpt_path scores the weights model.model_name_or_path starts "
+                "from, untrained for this task (a random classification head): pass --ckpt_path best, or a "
+                "checkpoint; its records are named *_untrained"
+            )
         if self.subcommand in ("validate", "test", "predict") and config.ckpt_path in ("best", "hpc"):
             find_best_checkpoint(config, self.subcommand)
+        if self.subcommand == "fit" and _is_file_path(config.ckpt_path):
+            # LightningCLI gave the model the checkpoint's arguments: those allowed to change get the new.
+            for name in self.resume_allow:
+                key = name.removeprefix("model.")
+                if name.startswith("model.") and key in config.model.get("init_args", {}):
+                    config.model.init_args[key] = self.settings[name]
         if self.subcommand == "fit" and config.ckpt_path == "last" and config.last_checkpoint.dirpath is None:
             last = continue_last_run(config)
             if last is not None:
-                _check_same_setup(last, config)
+                self._check_same_setup(last, config)
         elif self.subcommand and _is_file_path(config.ckpt_path):
             log_into_checkpoint_run(config.trainer.logger, Path(config.ckpt_path))
         if self.subcommand:
@@ -225,18 +296,6 @@ def _is_file_path(ckpt_path: str | None) -> bool:
     )
 
 
-def _check_same_setup(ckpt_path: str | Path, config) -> None:
-    """Stop a resume whose config trains another model, or cuts the reviews differently, than the
-    checkpoint: the settings checkpoints/resume_rules.py names that the config holds."""
-    checkpoint = load_checkpoint(str(ckpt_path), mmap=True)
-    check_same_model_class(ckpt_path, checkpoint, config.model.class_path)
-    from_config = {}
-    for name in IN_CONFIG:
-        section, _, key = name.partition(".")
-        from_config[name] = config[section].init_args.get(key, NOT_RECORDED)
-    check_resumable(ckpt_path, checkpoint, from_config)
-
-
 def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
     """Run the CLI; bad input ends with a one-line message (exit status 1) instead of a traceback.
 
@@ -254,7 +313,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
                 known = inspect.signature(export).parameters
                 raise UserError(one_line(str(err), "bert-imdb export", known)) from None
             return None
-        return BertImdbCLI(
+        cli = BertImdbCLI(
             L.LightningModule,
             L.LightningDataModule,
             subclass_mode_model=True,
@@ -279,6 +338,12 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
             args=args,
             run=run,
         )
+        _exit_if_stopped_by_signal(cli)
+        return cli
+    except SIGTERMException:
+        # Lightning leaves validate, test and predict on SIGTERM with a SystemExit of status 0.
+        print("error: stopped by SIGTERM before the end", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except (UserError, ValueError, MisconfigurationException) as err:
         cause = _user_error_in(err)
         if cause is None:
@@ -335,6 +400,24 @@ def _check_config_files(argv: list) -> None:
                 f"--config {path} holds {what}, not settings: write them as key: value lines, as in "
                 "configs/quickstart.yaml"
             )
+
+
+def _exit_if_stopped_by_signal(cli) -> None:
+    """A fit StopOnSignal stopped ends in one line saying where its checkpoint is, and a non-zero status."""
+    trainer = getattr(cli, "trainer", None)
+    stop = next((c for c in getattr(trainer, "callbacks", []) if isinstance(c, StopOnSignal)), None)
+    if stop is None or stop.stopped is None:
+        return
+    signum, step, path = stop.stopped
+    name = signal.Signals(signum).name
+    saved = (
+        f"saved {path}; continue with the same command and --ckpt_path last"
+        if path is not None
+        else "no checkpoint saved (checkpointing is off)"
+    )
+    if trainer.is_global_zero:
+        print(f"error: fit stopped by {name} at step {step}: {saved}", file=sys.stderr)
+    raise SystemExit(128 + signum)
 
 
 def main() -> None:

@@ -12,8 +12,12 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from bert_imdb.models.classifier import SentimentClassifier
+
 
 class KillDuringCheckpointWrite(L.Callback):
+    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+
     def __init__(self, nth: int = 2):
         """SIGKILL during the nth write of last.ckpt: its bytes are on disk, the rename has not happened.
 
@@ -36,6 +40,8 @@ class KillDuringCheckpointWrite(L.Callback):
 
 
 class RecordTrainingSamples(L.Callback):
+    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+
     def __init__(self, folder: str):
         """Write, per rank, a fingerprint of every training example it saw to <folder>/rank<N>.json.
 
@@ -55,6 +61,8 @@ class RecordTrainingSamples(L.Callback):
 
 
 class MarkTraining(L.Callback):
+    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+
     def __init__(self, path: str, step: int = 3):
         """Write the global step at the start of training to <path>.start, and touch <path> once training
         has reached `step`: the moment a test may signal the run.
@@ -74,6 +82,8 @@ class MarkTraining(L.Callback):
 
 
 class KillAtStep(L.Callback):
+    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+
     def __init__(self, step: int, process_group: bool = False):
         """SIGKILL the run once it has finished optimizer step `step`.
 
@@ -92,6 +102,8 @@ class KillAtStep(L.Callback):
 
 
 class RecordMasks(L.Callback):
+    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+
     def __init__(self, folder: str, batches: int = 2):
         """Write, per rank, which positions of its first `batches` training batches were masked for MLM, and
         which were special tokens or padding (never masked), to <folder>/rank<N>.json.
@@ -115,6 +127,8 @@ class RecordMasks(L.Callback):
 
 
 class KillDuringValidation(L.Callback):
+    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+
     def __init__(self, epoch: int):
         """SIGKILL the run in the middle of the validation that ends training epoch `epoch` (0-based; the
         sanity check does not count), after its first batch.
@@ -132,6 +146,8 @@ class KillDuringValidation(L.Callback):
 
 
 class RecordMetrics(L.Callback):
+    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+
     def __init__(self, path: str):
         """Write the metrics of a validate or test run (as every process holds them, from rank 0) to `path`.
 
@@ -152,19 +168,24 @@ class RecordMetrics(L.Callback):
 
 
 class SlowFirstRun(L.Callback):
-    def __init__(self, seconds: float, after_step: int = 2):
+    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+
+    def __init__(self, seconds: float, after_step: int = 2, marker: str | None = None):
         """In the first run of a SLURM job (not a requeued one), sleep this long after every step from
         `after_step` on, so that the job is still training when SLURM's warning signal arrives.
 
         Args:
             seconds: Sleep per step.
             after_step: The first step to sleep after.
+            marker: A file created when the first sleep starts: the job is training, its handlers set.
         """
-        self.seconds, self.after_step = seconds, after_step
+        self.seconds, self.after_step, self.marker = seconds, after_step, marker
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         first_run = os.environ.get("SLURM_RESTART_COUNT", "0") == "0"
         if "SLURM_JOB_ID" in os.environ and first_run and trainer.global_step >= self.after_step:
+            if self.marker is not None:
+                Path(self.marker).touch()
             time.sleep(self.seconds)
 
 
@@ -175,6 +196,8 @@ class NoTensorReads(L.Callback):
     """Record every read of a tensor's values on the host (.item(), .tolist(), .cpu(), int(), bool(), ...)
     from the start of each training or validation batch to the end of its last batch-end hook: on a GPU
     each would wait for the device. Runs last among the callbacks, so theirs are watched too."""
+
+    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
 
     def __init__(self):
         self.reads: list[str] = []
@@ -215,6 +238,8 @@ class NoTensorReads(L.Callback):
 
 
 class RecordTrainedBatches(L.Callback):
+    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+
     def __init__(self, path: str):
         """Append, for every training batch, its step, epoch, learning rate and a fingerprint of its tokens,
         masks and labels to the JSON-lines file `path` (rank 0).
@@ -236,3 +261,35 @@ class RecordTrainedBatches(L.Callback):
         }
         with self.path.open("a") as file:
             file.write(json.dumps(row) + "\n")
+
+
+class SmoothedClassifier(SentimentClassifier):
+    """The classifier with one argument more, as a later version of bert_imdb might add one."""
+
+    def __init__(self, label_smoothing: float = 0.0, **kwargs):
+        """
+        Args:
+            label_smoothing: The new argument.
+        """
+        super().__init__(**kwargs)
+        self.label_smoothing = label_smoothing
+
+
+class SignalAtStep(L.Callback):
+    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+
+    def __init__(self, batch: int, signum: int = 15, times: int = 1):
+        """Send this process a signal at the end of a training batch, as a scheduler or a user would.
+
+        Args:
+            batch: The first epoch's batch (from 0) after which to send it.
+            signum: The signal's number (15: SIGTERM, 2: SIGINT, 10: SIGUSR1).
+            times: How many times to send it.
+        """
+        self.batch, self.signum, self.times, self.sent = batch, signum, times, False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx >= self.batch and not self.sent:
+            self.sent = True
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)

@@ -8,9 +8,9 @@ from bert_imdb.workarounds.validation_follows import validation_follows
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint for last.ckpt: at the end of every epoch, after its validation, and every
+    """ModelCheckpoint for last.ckpt: at the end of every epoch, after its validation, every
     `every_n_train_steps` steps if set, except after an epoch's last batch, where the epoch's own save
-    follows.
+    follows, and at the end of the fit if no save came at its last step.
 
     Lightning 2.6 resumes a checkpoint saved after an epoch's last batch (before its validation) wrongly: it
     counts the epoch as done without validating it, then starts the next epoch from the saved end of the
@@ -47,4 +47,10 @@ class LastCheckpoint(ModelCheckpoint):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if self.every_n_epochs == 0:
+            save_at_epoch_end(self, trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # A fit that ends leaves last.ckpt whatever the validation settings: with check_val_every_n_epoch
+        # 2 and one epoch, no validation came, and so no save. Skipped where one was made at this step.
+        if self.save_top_k != 0 and not trainer.sanity_checking:
             save_at_epoch_end(self, trainer)

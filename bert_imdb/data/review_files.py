@@ -4,7 +4,9 @@ streamed and dealt out to processes and DataLoader workers."""
 import codecs
 import csv
 import functools
+import gzip
 import json
+import unicodedata
 from pathlib import Path
 
 from torch.utils.data import IterableDataset, get_worker_info
@@ -14,6 +16,24 @@ from bert_imdb.data.truncation import tokenize
 from bert_imdb.errors import UserError
 
 PREDICT_SUFFIXES = (".txt", ".csv", ".jsonl")
+
+
+def file_format(file: Path) -> str:
+    """The format of a predict file by its name: .txt, .csv or .jsonl, also gzip-compressed (.txt.gz)."""
+    suffixes = file.suffixes[-2:]
+    return suffixes[0] if len(suffixes) == 2 and suffixes[1] == ".gz" else file.suffix
+
+
+def _open(file: Path):
+    return gzip.open(file, "rb") if file.suffix == ".gz" else file.open("rb")
+
+
+def has_text(text: str) -> bool:
+    """Whether a review holds anything to read once control characters (NUL bytes, say) and white space are
+    set aside: one that does not is skipped and counted, as an empty line is."""
+    return any(
+        not character.isspace() and not unicodedata.category(character).startswith("C") for character in text
+    )
 
 
 def _raw_lines(handle):
@@ -28,7 +48,7 @@ def _raw_lines(handle):
 
 def _lines(file: Path, path: str):
     """The lines of a file as text, decoded one by one so that a non-UTF-8 byte is reported with its line."""
-    with file.open("rb") as handle:
+    with _open(file) as handle:
         for n, raw in enumerate(_raw_lines(handle), 1):
             try:
                 # A byte-order mark (Excel writes one) is no part of the first column's name.
@@ -42,14 +62,14 @@ def _lines(file: Path, path: str):
 def _records(file: Path, path: str):
     """(record number, record) of a .txt, .csv or .jsonl file of reviews, read line by line; None for an
     empty line. Raises a UserError that names the line of the first problem."""
-    if file.suffix == ".csv":
+    if file_format(file) == ".csv":
         yield from _csv_records(file, path)
         return
     for line, content in enumerate(_lines(file, path), 1):
         content = content.rstrip("\r\n")
-        if not content.strip():
+        if not has_text(content):
             yield line, None
-        elif file.suffix == ".txt":
+        elif file_format(file) == ".txt":
             yield line, {"text": content}
         else:
             try:
@@ -66,8 +86,8 @@ def _records(file: Path, path: str):
 
 
 def _is_blank(record: dict) -> bool:
-    """An empty or whitespace text: skipped and counted in every format, as an empty line of a .txt is."""
-    return isinstance(record.get("text"), str) and not record["text"].strip()
+    """A text with nothing to read: skipped and counted in every format, as an empty line of a .txt is."""
+    return isinstance(record.get("text"), str) and not has_text(record["text"])
 
 
 def _csv_records(file: Path, path: str):
@@ -116,8 +136,11 @@ def scan_reviews(path: str) -> tuple[int, int]:
     """Check a predict file from end to end before any prediction is made, without holding it in memory:
     (reviews, empty lines skipped), or a UserError naming the problem."""
     file = Path(path).expanduser()
-    if file.suffix not in PREDICT_SUFFIXES:
-        raise UserError(f"predict file {path} is not .txt, .csv or .jsonl: save the reviews in one of those")
+    if file_format(file) not in PREDICT_SUFFIXES:
+        raise UserError(
+            f"predict file {path} is not .txt, .csv or .jsonl (or one of those gzip-compressed, .txt.gz): "
+            "save the reviews in one of those"
+        )
     if not file.exists():
         raise UserError(f"predict file {path} does not exist: check data.predict_file")
     if not file.is_file():
@@ -127,27 +150,45 @@ def scan_reviews(path: str) -> tuple[int, int]:
     return _scan(file, path, stat.st_size, stat.st_mtime_ns)
 
 
+def _binary(head: bytes) -> bool:
+    """Whether the first bytes of a file that holds NUL bytes are binary: images, archives and models hold
+    them among other bytes or beside text. A text file with a stray line of nothing but NUL bytes (and
+    other control characters) is text, and that line is skipped."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return True
+    # Quotes and commas around a text of NUL bytes are a .csv's, not text.
+    return any(
+        "\x00" in line and has_text(line.replace('"', "").replace(",", "")) for line in text.splitlines()
+    )
+
+
 @functools.cache
 def _scan(file: Path, path: str, size: int, mtime_ns: int) -> tuple[int, int]:
     # Cached by size and modification time: the CLI checks the file before it starts other processes
     # (so a bad file is reported once, not once per process), and the data module's setup asks again.
-    with file.open("rb") as handle:
-        head = handle.read(8192)
-        if head.startswith(
-            (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
-        ):
-            raise UserError(f"predict file {path} is UTF-16 or UTF-32 text: re-save it as UTF-8")
-        if b"\x00" in head:  # text never holds NUL bytes; images, archives and models do
-            raise UserError(
-                f"predict file {path} is binary, not text: pass a .txt, .csv or .jsonl of reviews"
-            )
+    try:
+        with _open(file) as handle:
+            head = handle.read(8192)
+    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+        raise UserError(
+            f"predict file {path} cannot be read ({err}): pass a .txt, .csv or .jsonl of reviews"
+        ) from err
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise UserError(f"predict file {path} is UTF-16 or UTF-32 text: re-save it as UTF-8")
+    if b"\x00" in head and _binary(head):
+        raise UserError(f"predict file {path} is binary, not text: pass a .txt, .csv or .jsonl of reviews")
     reviews = empty = 0
-    for n, record in _records(file, path):
-        if record is None:
-            empty += 1
-        else:
-            _text(record, n, path)
-            reviews += 1
+    try:
+        for n, record in _records(file, path):
+            if record is None:
+                empty += 1
+            else:
+                _text(record, n, path)
+                reviews += 1
+    except (OSError, EOFError) as err:  # a gzip file cut short
+        raise UserError(f"predict file {path} cannot be read to its end ({err}): check the file") from err
     if reviews == 0:
         raise UserError(
             f"predict file {path} is empty: put one review per line, or a text column in .csv/.jsonl"

@@ -92,7 +92,7 @@ def test_the_requeue_saves_only_where_an_optimizer_step_was_taken(
     micro-batches would never train after the requeue."""
     monkeypatch.setattr(SLURMEnvironment, "detect", staticmethod(lambda: True))
     # No validation in this epoch (a save where one follows waits for it: tests/test_resume_scenarios.py).
-    monkeypatch.setattr("bert_imdb.callbacks.slurm_requeue.validation_follows", lambda trainer: False)
+    monkeypatch.setattr("bert_imdb.callbacks.safe_stop.validation_follows", lambda trainer: False)
     requeue, saves = SlurmRequeue(), []
     monkeypatch.setattr(requeue, "_save_and_requeue", lambda trainer: saves.append(batch_idx))
     trainer = Trainer(accumulate)
@@ -140,6 +140,8 @@ def _idle_nodes() -> int:
 
 
 @pytest.mark.slow
+# One at a time, on one worker: both jobs need SLURM's two nodes.
+@pytest.mark.xdist_group("slurm")
 @pytest.mark.skipif(
     shutil.which("sbatch") is None, reason="no sbatch here: run .ci/start-slurm (as root) first"
 )
@@ -171,7 +173,12 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
                 "init_args": {"save_dir": "lightning_logs", "name": "tiny"},
             },
             # Only in the job's first run: it is still training when the signal comes.
-            "callbacks": [{"class_path": "probes.SlowFirstRun", "init_args": {"seconds": 1.5}}],
+            "callbacks": [
+                {
+                    "class_path": "probes.SlowFirstRun",
+                    "init_args": {"seconds": 1.5, "marker": str(workdir / "training")},
+                }
+            ],
         },
         "model": {"model_name_or_path": tiny_model, "learning_rate": 0.002},
         "data": {"dataset": hub_dataset, "max_length": 64, "batch_size": 8, "val_fraction": 0.2},
@@ -198,9 +205,9 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
         text=True,
         start_new_session=True,
     )
-    # The template as it is, with CPU overrides: no GPUs, 2 tasks (on one node or one on each of two), 3
-    # minutes, so SLURM's SIGUSR1 (90 s before the limit) comes about 90 s in; the first run sleeps between
-    # steps to still be training then. Two processes either way: the same ranks, the same batches.
+    # The template as it is, with CPU overrides: no GPUs, 2 tasks (on one node or one on each of two), 5
+    # minutes, brought down below once the job trains; the first run sleeps between steps to still be
+    # training when the signal comes. Two processes either way: the same ranks, the same batches.
     job = subprocess.run(
         [
             "sbatch",
@@ -209,7 +216,7 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
             *layout,
             "--cpus-per-task=1",
             "--mem=4G",
-            "--time=3",
+            "--time=5",
             f"--chdir={workdir}",
             f"--output={workdir}/%x-%j.out",
             str(REPO / "slurm" / template),
@@ -219,10 +226,20 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
         text=True,
         check=True,
     ).stdout.strip()
-    wait_for(lambda: scontrol_job(job).get("Restarts") == "1", seconds=240)
+    # SLURM's SIGUSR1 comes 90 s before the time limit, and may come up to a minute early: a limit set at
+    # submission would send it while the processes were still starting (and it killed them). Once the job
+    # trains, its limit is brought to 100 s from now: the signal comes within 10 s.
+    wait_for(lambda: (workdir / "training").exists(), seconds=120)
+    hours, minutes, seconds = map(int, scontrol_job(job)["RunTime"].split(":"))
+    limit = 3600 * hours + 60 * minutes + seconds + 100
+    subprocess.run(
+        ["scontrol", "update", f"JobId={job}", f"TimeLimit={limit // 60}:{limit % 60:02d}"], check=True
+    )
+    wait_for(lambda: scontrol_job(job).get("Restarts") == "1", seconds=180)
     # SLURM holds a requeued job for two minutes before it may start again; no need to wait for that here.
+    # The rerun gets its time back: a limit 100 s after its start would signal it again.
     wait_for(lambda: scontrol_job(job)["JobState"] == "PENDING", seconds=60)
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now", "TimeLimit=5"], check=True)
     wait_for(
         lambda: scontrol_job(job)["JobState"] in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"), seconds=240
     )

@@ -1,3 +1,4 @@
+import gzip
 import json
 
 import pytest
@@ -27,10 +28,46 @@ def test_read_reviews_keeps_order_and_ids(tmp_path):
     assert [r["id"] for r in iter_reviews(str(jsonl))] == ["1", "2", "3"]
 
 
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".csv"])
+def test_reviews_with_nothing_to_read_are_skipped_and_counted_in_every_format(tmp_path, suffix):
+    # A line of NUL bytes, one of other control characters, one of white space: none holds a review.
+    blanks = ["\x00" * 12, "\x07\x1b\u200b", " \t "]
+    texts = ["good film", *blanks, "bad film"]
+    path = tmp_path / f"r{suffix}"
+    if suffix == ".txt":
+        path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    elif suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps({"text": t}) for t in texts) + "\n", encoding="utf-8")
+    else:
+        path.write_text("text\n" + "".join(f'"{t}"\n' for t in texts), encoding="utf-8")
+    assert scan_reviews(str(path)) == (2, 3)
+    assert [row["text"] for row in iter_reviews(str(path))] == ["good film", "bad film"]
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".csv", ".jsonl"])
+def test_gzip_compressed_files_are_read_as_their_format(tmp_path, suffix):
+    body = {
+        ".txt": "good film\n\nbad film\n",
+        ".csv": "id,text\na,good film\nb,bad film\n",
+        ".jsonl": '{"id": "a", "text": "good film"}\n{"id": "b", "text": "bad film"}\n',
+    }[suffix]
+    path = tmp_path / f"reviews{suffix}.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as out:
+        out.write(body)
+    assert scan_reviews(str(path))[0] == 2
+    assert [row["text"] for row in iter_reviews(str(path))] == ["good film", "bad film"]
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
         ("missing.txt", None, "does not exist"),
+        ("not-gzip.txt.gz", b"good film\n", "cannot be read"),
+        (
+            "cut.jsonl.gz",
+            gzip.compress(b"".join(b'{"text": "film %d"}\n' % i for i in range(20000)))[:20000],
+            "cannot be read to its end",
+        ),
         ("empty.txt", b"  \n\n", "is empty"),
         ("latin1.txt", "café terrible".encode("latin-1"), "is not UTF-8"),
         ("binary.txt", b"\x00\x01\x02 PNG", "is binary"),
