@@ -5,6 +5,7 @@ from typing import ClassVar, Literal
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.aggregation import CatMetric
@@ -28,7 +29,7 @@ from bert_imdb.models.optimizer import (
 )
 from bert_imdb.models.pretrained import accepted_inputs, load_encoder
 from bert_imdb.reporting.by_length import DROPPED_EDGES, TOKEN_EDGES, AccuracyByBucket, length_table
-from bert_imdb.reporting.calibration import calibration_report, fit_temperature, reliability_figure
+from bert_imdb.reporting.calibration import calibration_report, fitted_calibration, reliability_figure
 from bert_imdb.reporting.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table
 from bert_imdb.reporting.hparams import FINAL_SCORES, hyperparameters, log_hparams
 from bert_imdb.reporting.intervals import score_intervals
@@ -223,10 +224,16 @@ class SentimentClassifier(L.LightningModule):
         margins and so the same fit); test applies the checkpoint's. Logs the ECE before and after, under
         `name` (the evaluation's records name)."""
         if split == "val":
-            self.temperature = fit_temperature(margins, labels)
-        report = calibration_report(margins, labels, self.temperature)
-        if split == "val":
+            report, refused = fitted_calibration(margins, labels)
+            self.temperature = report["temperature"]
+            if refused is not None:
+                rank_zero_warn(
+                    f"the temperature fitted on validation ({refused:.4g}) would raise its ECE: predict and "
+                    "export keep the model's own probabilities (temperature 1)"
+                )
             self.calibration = {"step": self.global_step, **report}
+        else:
+            report = calibration_report(margins, labels, self.temperature)
         # Epoch-level values, the same on every process: sync_dist only keeps Lightning from warning.
         for metric, value in (
             ("ece", report["uncalibrated"]["ece"]),

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from bert_imdb.reporting.calibration import calibration_report, expected_calibration_error, fit_temperature
+from bert_imdb.reporting.calibration import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    calibration_report,
+    expected_calibration_error,
+    fit_temperature,
+    fitted_calibration,
+)
 
 
 def reviews(n: int, scale: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,3 +56,30 @@ def test_fitting_works_inside_inference_mode_as_evaluation_calls_it():
     with torch.inference_mode():
         margins, labels = margins.clone(), labels.clone()
         assert fit_temperature(margins, labels) == pytest.approx(2.0, rel=0.25)
+
+
+def test_the_temperature_stays_within_its_bounds():
+    # Margins that say nothing of the labels (a model trained a few steps): the likelihood drives T up
+    # without end (18,285 to 198,663 seen).
+    generator = torch.Generator().manual_seed(3)
+    noise = torch.randn(2_000, generator=generator, dtype=torch.float64)
+    labels = torch.bernoulli(torch.full((2_000,), 0.5, dtype=torch.float64), generator=generator)
+    assert fit_temperature(noise, labels) == MAX_TEMPERATURE
+    assert 0 < MIN_TEMPERATURE < 1 < MAX_TEMPERATURE
+
+
+def test_a_temperature_that_raises_the_ece_is_refused():
+    # 200 reviews where the likelihood's best temperature makes the ECE worse (found by drawing such sets:
+    # seed 33, uncalibrated ECE 0.027, at the fitted T = 0.70 0.052).
+    generator = torch.Generator().manual_seed(33)
+    z = torch.randn(200, generator=generator, dtype=torch.float64)
+    scale = float(torch.rand(1, generator=generator)) * 3
+    labels = torch.bernoulli(
+        torch.sigmoid(z * float(torch.rand(1, generator=generator)) * 2), generator=generator
+    )
+    margins = z * scale
+    fitted = calibration_report(margins, labels, fit_temperature(margins, labels))
+    assert fitted["calibrated"]["ece"] > fitted["uncalibrated"]["ece"]
+    report, refused = fitted_calibration(margins, labels)
+    assert refused == fit_temperature(margins, labels) and report["temperature"] == 1.0
+    assert report["calibrated"]["ece"] == report["uncalibrated"]["ece"]
