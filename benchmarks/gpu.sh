@@ -49,7 +49,7 @@ if [ "${GPU_SH_QUICK:-0}" = 1 ]; then
     # on a CPU (arguments, the payload, each part's path through bench) in about a minute for all of them.
     PEAK=(--matmul-size 64)
     SYNC=("${PEAK[@]}" --lever-steps 1 --train-samples 16 --test-samples 8 --max-length 32)
-    SEED=("${PEAK[@]}" --train-samples 8 --test-samples 8 --epochs 1 --max-length 32)
+    SEED=("${PEAK[@]}" --train-samples 8 --test-samples 8 --epochs 2 --max-length 64)
     SHAPES=("${PEAK[@]}" --layers 1 --train-samples 4 --test-samples 4 --epochs 1 --batch-size 4 --max-length 32)
     FULL=("${PEAK[@]}" --override=--trainer.accelerator=cpu --override=--trainer.precision=32-true
         --override=--data.max_length=32 --override=--data.max_train_samples=32

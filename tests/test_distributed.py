@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -17,18 +18,29 @@ from bert_imdb.cli import cli_main
 DDP = ["--trainer.devices=2", "--trainer.strategy=ddp"]
 
 
-def start(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def start(workdir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """The CLI in a process of its own, which starts the others; one thread each, so two runs can share
-    this machine's two cores."""
+    this machine's two cores. A run that has not ended within `timeout` seconds (a hang) is killed with
+    every process it started, and the test fails saying so."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "bert_imdb", *args],
         cwd=workdir,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # a run that kills its process group kills nothing else
+        start_new_session=True,  # its own process group: killed whole on a hang, and kills nothing else
     )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(
+            f"{' '.join(args[:1])} did not end within {timeout:.0f} s (a hang); its stderr: {err[-3000:]}"
+        )
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def run(workdir: Path, *args: str) -> None:

@@ -52,3 +52,36 @@ def test_a_test_without_a_checkpoint_says_it_scores_untrained_weights(
         test = cli_main(["test", *tiny_args(tiny_model, hub_dataset)])
     metrics = test.trainer.callback_metrics
     assert "test_untrained/acc" in metrics and "test/acc" not in metrics
+
+
+def test_a_dataset_with_extra_columns_trains_and_says_which_it_leaves_out(tiny_model, workdir, tmp_path):
+    from conftest import make_rows
+    from datasets import Dataset
+
+    folder = tmp_path / "imdb-with-more"
+    folder.mkdir()
+    for split, n in (("train", 80), ("test", 16)):
+        rows = [
+            {**row, "url": f"https://example.org/{i}", "rating": 8 if row["label"] else 2}
+            for i, row in enumerate(make_rows(n, 0))
+        ]
+        Dataset.from_list(rows).to_json(str(folder / f"{split}.jsonl"))
+    with pytest.warns(UserWarning, match="columns url, rating are not used"):
+        fit = cli_main(["fit", *tiny_args(tiny_model, str(folder), "--trainer.max_epochs=1")])
+    assert fit.trainer.global_step > 0
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_gradient_clipping_works_under_every_precision(tiny_model, hub_dataset, workdir, precision):
+    # bf16-mixed with the fused AdamW ended in Lightning's RuntimeError (it cannot clip an optimizer that
+    # unscales its own gradients); on a CPU without bf16, bf16-mixed runs in 32-true.
+    fit = cli_main(
+        [
+            "fit",
+            *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1"),
+            "--trainer.gradient_clip_val=1.0",
+            f"--trainer.precision={precision}",
+        ]
+    )
+    assert fit.trainer.global_step > 0
+    assert not fit.trainer.optimizers[0].defaults["fused"]

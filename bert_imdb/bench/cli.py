@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> None:
             # Built once here; the runs read it as their model (a later --model wins in argparse).
             model = build_bert_base(args.model, Path(workdir) / "bert-base-random", args.seed, args.layers)
             argv = [*argv, "--model", str(model), "--shape", "model"]
-        if args.sync_check:
+        if args.sync_check and not torch.cuda.is_available():
+            report["sync_check"] = {"sync_check": "not run: no CUDA device"}
+        elif args.sync_check:
             report["sync_check"] = spawn("bert_imdb", argv, Path(workdir))
         elif args.config:
             report["runs"] = {"bert_imdb": summarise(spawn("bert_imdb", argv, Path(workdir)), peaks)}

@@ -117,13 +117,20 @@ def load_imdb_text(dataset: str) -> Dataset:
 
 
 def _checked_split(data: Dataset, split: str, source: str) -> Dataset:
-    """Check the columns and labels of one split; labels become ClassLabel(neg, pos)."""
+    """Check the columns and labels of one split; labels become ClassLabel(neg, pos). Other columns (a
+    URL, a rating) are left out, said in one line: the batches hold text and label alone."""
     missing = [column for column in ("text", "label") if column not in data.column_names]
     if missing:
         raise UserError(
             f"the {split} split of {source} has no {' or '.join(missing)} column "
             f"(columns: {', '.join(data.column_names)}): rename its columns to text and label"
         )
+    extra = [column for column in data.column_names if column not in ("text", "label")]
+    if extra:
+        rank_zero_warn(
+            f"the {split} split of {source}: columns {', '.join(extra)} are not used (only text and label)"
+        )
+        data = data.select_columns(["text", "label"])
     data = _checked_texts(data, split, source)
     feature, labels = data.features["label"], set(data.unique("label"))
     if labels <= {0, 1}:

@@ -19,6 +19,7 @@ from transformers import (
 from bert_imdb.data.collate import LENGTHS, MASKED_INDEX, scored_positions, with_host_counts
 from bert_imdb.data.imdb import load_imdb_text
 from bert_imdb.data.samplers import EvaluationSampler, shuffled_sampler
+from bert_imdb.data.workers import worker_start_method
 from bert_imdb.errors import UserError, check_at_least
 from bert_imdb.models.pretrained import check_max_length, load_tokenizer
 
@@ -412,6 +413,7 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
             collate_fn=self.masking.pad,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            multiprocessing_context=worker_start_method(self.hparams.num_workers),
             pin_memory=self._on_gpu(),
         )
 
@@ -428,6 +430,7 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
             collate_fn=FixedMaskCollator(self.tokenizer),
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            multiprocessing_context=worker_start_method(self.hparams.num_workers),
             # Page-locked batches copy to a GPU without the host waiting for the copy.
             pin_memory=self._on_gpu(),
         )

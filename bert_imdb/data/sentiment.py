@@ -16,6 +16,7 @@ from bert_imdb.data.imdb import imdb_subsets
 from bert_imdb.data.review_files import ReviewStream, scan_reviews
 from bert_imdb.data.samplers import EvaluationSampler, LengthGroupedSampler, shuffled_sampler, token_lengths
 from bert_imdb.data.truncation import REVIEW_TOKENS, TRUNCATIONS, tokenize
+from bert_imdb.data.workers import worker_start_method
 from bert_imdb.errors import UserError, check_at_least
 from bert_imdb.models.pretrained import check_max_length, load_tokenizer
 
@@ -220,6 +221,7 @@ class IMDbDataModule(L.LightningDataModule):
             collate_fn=self.collate,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            multiprocessing_context=worker_start_method(self.hparams.num_workers),
             # Page-locked batches copy to a GPU without the host waiting for the copy.
             pin_memory=self._device().type == "cuda",
         )

@@ -27,26 +27,19 @@ TINY = [
 ]
 
 
-@pytest.mark.slow
-def test_bench_runs_the_three_recipes_on_the_same_reviews_and_reports_them(tiny_model, hub_dataset, workdir):
-    results = workdir / "results"
-    cache = Path(os.environ["HF_DATASETS_CACHE"])
-    cached_before = set(cache.rglob("*"))
-    main([*TINY, "--model", tiny_model, "--dataset", hub_dataset, "--output-dir", str(results)])
-    # Each run loaded and tokenized into an empty cache of its own, not into this session's.
-    assert set(cache.rglob("*")) == cached_before
-    [report_file] = results.glob("*.json")
+def check_the_three_recipes(report_file: Path, reviews: int, max_length: int, epochs: int) -> None:
+    """The seed recipe, the tuned peer and bert_imdb ran on the same reviews, and the report says so."""
     report = json.loads(report_file.read_text())
     peer, tuned, ours = (report["runs"][run] for run in ("peer", "tuned_peer", "bert_imdb"))
     # Same reviews, same epochs: the same real tokens, whatever the padding and truncation; and so the
     # same model FLOPs, counted by each run its own way (bert_imdb per batch, the peers over their dataset).
     assert peer["real_tokens"] == tuned["real_tokens"] == ours["real_tokens"]
     assert peer["flops"] == tuned["flops"] == ours["flops"]
-    assert peer["padded_tokens"] == 32 * 64 * 2  # every review padded to max length, twice
+    assert peer["padded_tokens"] == reviews * max_length * epochs  # every review padded to max length
     # The tuned peer pads each batch of grouped reviews to its longest, rounded up to a multiple of 8.
     assert ours["real_tokens"] < tuned["padded_tokens"] < peer["padded_tokens"]
     assert tuned["padded_tokens"] % 8 == 0
-    assert len(peer["test_acc_per_epoch"]) == 2  # the seed recipe evaluates on test every epoch
+    assert len(peer["test_acc_per_epoch"]) == epochs  # the seed recipe evaluates on test every epoch
     assert len(tuned["test_acc_per_epoch"]) == 1  # the tuned one once, at the end
     table = report_file.with_suffix(".md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| test accuracy |"))
@@ -157,18 +150,32 @@ GPU_PARTS = {
 }
 
 
-@pytest.mark.slow
-# In thirds of about the same time (under a minute each on 2 cores), which the suite's workers share.
-@pytest.mark.parametrize("parts", ["e a", "b c", "d"])
-def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(tiny_model, hub_dataset, workdir, parts):
-    # As a GPU machine gets them: the model in fp16 (xz) and the reviews packed (benchmarks/payload.py); no
-    # wheels, which come from PyPI (tests/bench/test_payload.py checks that they cover what the image lacks).
+@pytest.fixture(scope="session")
+def gpu_payload(tiny_model, hub_dataset, tmp_path_factory) -> Path:
+    """The payload a GPU machine gets, packed once (gpu.sh only reads it): the model in fp16 (xz) and the
+    reviews packed (benchmarks/payload.py); no wheels, which come from PyPI (tests/bench/test_payload.py
+    checks that they cover what the image lacks)."""
+    folder = tmp_path_factory.mktemp("gpu-payload")
     pack = [sys.executable, str(REPO / "benchmarks" / "payload.py"), "pack", "payload", "--no-wheels"]
-    subprocess.run([*pack, "--model", tiny_model, "--dataset", hub_dataset], cwd=workdir, check=True)
-    assert (workdir / "payload" / "model" / "model.safetensors.xz").is_file()
+    subprocess.run([*pack, "--model", tiny_model, "--dataset", hub_dataset], cwd=folder, check=True)
+    assert (folder / "payload" / "model" / "model.safetensors.xz").is_file()
+    return folder / "payload"
+
+
+@pytest.mark.slow
+# In parts of under a minute each on 2 cores, which the suite's workers share.
+@pytest.mark.parametrize("parts", ["e c", "a", "b", "d"])
+def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(gpu_payload, workdir, parts):
     results = workdir / "results"
+    cache = Path(os.environ["HF_DATASETS_CACHE"])
+    cached_before = set(cache.rglob("*"))
     done = subprocess.run(
-        [str(REPO / "benchmarks" / "gpu.sh"), str(results), "payload/model", "payload/imdb"],
+        [
+            str(REPO / "benchmarks" / "gpu.sh"),
+            str(results),
+            str(gpu_payload / "model"),
+            str(gpu_payload / "imdb"),
+        ],
         cwd=workdir,
         env={**os.environ, "GPU_SH_QUICK": "1", "GPU_SH_PARTS": parts},
         capture_output=True,
@@ -176,6 +183,8 @@ def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(tiny_model, h
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # Each run loaded and tokenized into an empty cache of its own, not into this session's.
+    assert set(cache.rglob("*")) == cached_before
     summary = (results / "summary.txt").read_text().splitlines()
     expected = [name for part in parts.split() for name in GPU_PARTS[part]]
     assert [line.split(":")[0] for line in summary[1:]] == expected, summary
@@ -185,14 +194,15 @@ def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(tiny_model, h
     if "e" in parts:
         for check in ("sync-check", "sync-check-mlm"):
             assert reports[check]["sync_check"]["sync_check"] == "not run: no CUDA device"
-        assert set(reports["full"]["runs"]) == runs
+    if "a" in parts:
+        # Part a: gpu.sh's GPU_SH_QUICK recipe, 8 reviews of up to 64 tokens, 2 epochs.
+        check_the_three_recipes(next(results.glob("*-full.json")), reviews=8, max_length=64, epochs=2)
     if "b" in parts:
         assert set(reports["full-bert-base"]["runs"]) == runs
         assert reports["full-bert-base"]["settings"]["shape"] == "bert-base"
         assert reports["full-bert-base"]["settings"]["layers"] == 1  # the rehearsal's one-layer bert-base
-        assert (
-            reports["full-minilm"]["runs"]["bert_imdb"]["eval_reviews"] == 8
-        )  # the overrides reached the run
-        assert "test_acc" in reports["full-minilm"]["runs"]["bert_imdb"]
+    if "c" in parts:
+        minilm = reports["full-minilm"]["runs"]["bert_imdb"]
+        assert minilm["eval_reviews"] == 8 and "test_acc" in minilm  # the overrides reached the run
     if "d" in parts:
         assert set(reports["mlm"]["levers"]) == set(MLM_LEVERS)

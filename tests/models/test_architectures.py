@@ -21,6 +21,7 @@ from transformers import (
     GPT2Model,
     ModernBertConfig,
     RobertaConfig,
+    XLMRobertaConfig,
     pipeline,
 )
 
@@ -44,6 +45,13 @@ ARCHITECTURES = {
         pad_token_id=0,
     ),
     "roberta": lambda vocab: RobertaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        **{**SMALL, "max_position_embeddings": 130},
+        pad_token_id=0,
+        type_vocab_size=1,
+    ),
+    "xlm-roberta": lambda vocab: XLMRobertaConfig(
         vocab_size=vocab,
         hidden_size=32,
         **{**SMALL, "max_position_embeddings": 130},

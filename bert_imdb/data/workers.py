@@ -1,0 +1,17 @@
+"""How DataLoader workers start: from a fork server, not by forking the process that trains.
+
+By the time a loader starts its workers, the training process has threads (TensorBoard's writer, tqdm's
+monitor, Lightning's, gloo's): `fork` copies their locks as they are, and a worker that needs one held at
+that moment waits for ever (seen in the suite: DDP predict, rank 1's first worker stuck inside fork, rank 0
+at the predictions' barrier). A fork server is a fresh single-threaded process the workers are forked from.
+"""
+
+import multiprocessing
+
+
+def worker_start_method(num_workers: int) -> str | None:
+    """The DataLoader's `multiprocessing_context`: "forkserver" where there are workers and the platform
+    has it (Linux, macOS), else the default (no workers; Windows, which spawns)."""
+    if num_workers == 0 or "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    return "forkserver"
