@@ -1,11 +1,13 @@
 import subprocess
 import sys
 
+import pytest
 from conftest import tiny_args
 
 from bert_imdb.quiet import RECORDS, WARNINGS
 
 
+@pytest.mark.slow
 def test_fit_and_predict_print_no_library_noise(tiny_model, hub_dataset, workdir):
     """The messages bert_imdb/quiet.py keeps off the terminal, as a user runs the commands."""
     (workdir / "reviews.txt").write_text("a wonderful film\n" + "a dull plot " * 200 + "\n", encoding="utf-8")

@@ -28,6 +28,7 @@ def wait_for(condition, seconds: float = 120) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_sigusr1_checkpoints_requeues_and_the_rerun_resumes(tiny_model, hub_dataset, workdir):
     bin_dir, calls = workdir / "bin", workdir / "scontrol.calls"
     bin_dir.mkdir()

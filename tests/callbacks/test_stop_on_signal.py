@@ -26,6 +26,7 @@ def fit(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 # 320 training reviews in batches of 8: 40 batches an epoch. The signal comes after batch 4, inside an
 # accumulation window of 2 or 3 batches: the stop waits for the window's end (a save inside it would lose
 # the window's first batches, whose gradients no checkpoint holds).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "accumulate"), [(signal.SIGTERM, 3), (signal.SIGINT, 1), (signal.SIGUSR1, 2)], ids=str
 )
