@@ -1,6 +1,9 @@
 """Run control from the command line: numbers out of range, evaluation without a checkpoint."""
 
+from pathlib import Path
+
 import pytest
+import torch
 from conftest import tiny_args
 
 from bert_imdb.cli import cli_main
@@ -85,3 +88,11 @@ def test_gradient_clipping_works_under_every_precision(tiny_model, hub_dataset, 
     )
     assert fit.trainer.global_step > 0
     assert not fit.trainer.optimizers[0].defaults["fused"]
+
+
+def test_a_finished_fit_leaves_last_ckpt_whatever_the_validation_settings(tiny_model, hub_dataset, workdir):
+    # check_val_every_n_epoch 2 and one epoch: no validation, so no save came from one (ee75b2f wrote none).
+    args = ["--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=2"]
+    fit = cli_main(["fit", *tiny_args(tiny_model, hub_dataset, *args)])
+    last = Path(fit.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == fit.trainer.global_step > 0
