@@ -2,6 +2,7 @@
 
 import contextlib
 import inspect
+import re
 import signal
 import sys
 from pathlib import Path
@@ -54,7 +55,7 @@ from bert_imdb.run_folders import (
     release_unused_run_folder,
 )
 from bert_imdb.settings_errors import one_line, setting_names
-from bert_imdb.settings_ranges import check_numeric_settings
+from bert_imdb.settings_ranges import check_fit_trains, check_numeric_settings
 from bert_imdb.tasks import check_pairing, import_class
 from bert_imdb.workarounds.fit_loop import ExactResumeFitLoop
 
@@ -138,6 +139,8 @@ class BertImdbCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         # Before LightningCLI seeds (a seed out of range is a ValueError traceback there).
         check_numeric_settings(self.config[subcommand] if subcommand else self.config)
+        if subcommand == "fit":
+            check_fit_trains(self.config[subcommand].trainer)
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         # What this fit trains with, as the user set it: recorded in every checkpoint, and what a resume is
         # checked against. Read before LightningCLI replaces the model's arguments by a checkpoint's.
@@ -186,6 +189,10 @@ class BertImdbCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
+        if not trainer.loggers:
+            # `--trainer.logger false`: the learning rate has nowhere to go (Lightning's monitor refuses to
+            # run without a logger), and everything else still works.
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
         ExactResumeFitLoop.install(trainer)
         if checked_precision(trainer.precision, trainer.strategy.root_device) != trainer.precision:
             # The one fallback is bf16-mixed to 32-true on the CPU. The device is known only once the
@@ -430,5 +437,20 @@ def _user_error_in(err: BaseException | None) -> Exception | None:
     Trainer setting): jsonargparse re-raises errors of the classes it builds as a ValueError listing every
     type it tried, which would bury the one line that matters."""
     while err is not None and not isinstance(err, (UserError, MisconfigurationException)):
+        if _names_a_trainer_setting(err):
+            return err
         err = err.__cause__ or err.__context__
     return err
+
+
+def _names_a_trainer_setting(err: BaseException) -> bool:
+    """A ValueError raised inside Lightning that names a Trainer argument in backticks: a setting Lightning
+    could check only once the data was known (`val_check_interval` above an epoch's batches, say)."""
+    if type(err) is not ValueError:
+        return False
+    frame = err.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    raised_in = frame.tb_frame.f_globals.get("__name__", "") if frame is not None else ""
+    named = set(re.findall(r"`(\w+)`", str(err)))
+    return raised_in.startswith("lightning.") and bool(named & set(inspect.signature(L.Trainer).parameters))

@@ -56,3 +56,18 @@ def check_numeric_settings(config) -> None:
             else:
                 what = _describe(least + (1 if name == "val_check_interval" else 0), top, unset)
             raise UserError(f"trainer.{name}={value} is out of range: use {what}")
+
+
+# Settings with which a fit trains no step at all: Lightning ends such a fit at once, with exit 0 and no
+# checkpoint, which a script reads as a finished run.
+TRAINS_NOTHING = {"max_epochs": 0, "max_steps": 0, "limit_train_batches": 0}
+
+
+def check_fit_trains(trainer) -> None:
+    """Refuse a fit whose Trainer settings leave it nothing to train, naming the setting."""
+    for name, value in TRAINS_NOTHING.items():
+        if trainer.get(name) == value and not isinstance(trainer.get(name), bool):
+            raise UserError(
+                f"trainer.{name}={trainer.get(name)} leaves fit nothing to train: raise it, or run validate or test "
+                "to evaluate without training"
+            )

@@ -209,6 +209,10 @@ def best_checkpoint(tiny_model, hub_dataset, workdir) -> Path:
 
 def pytest_addoption(parser):
     parser.addoption("--resume-scenarios", type=int, default=40, help="generated resume scenarios to run")
+    parser.addoption("--flag-draws", type=int, default=10, help="generated Trainer-flag combinations to run")
+    parser.addoption(
+        "--flag-seed", type=int, default=2026, help="seed of the generated Trainer-flag combinations"
+    )
     parser.addoption("--resume-seed", type=int, default=2026, help="seed of the generated resume scenarios")
     parser.addoption(
         "--resume-ddp-scenarios",

@@ -324,7 +324,10 @@ def test_two_commands_on_one_run_save_their_configs_under_different_names(tmp_pa
     # Both commands choose their names before either writes its config.
     monkeypatch.setattr(SaveConfigCallback, "setup", lambda self, trainer, pl_module, stage: None)
     trainer = types.SimpleNamespace(
-        log_dir=str(tmp_path), is_global_zero=True, strategy=types.SimpleNamespace(broadcast=lambda x: x)
+        log_dir=str(tmp_path),
+        loggers=[object()],
+        is_global_zero=True,
+        strategy=types.SimpleNamespace(broadcast=lambda x: x),
     )
     names = []
     for _ in range(2):

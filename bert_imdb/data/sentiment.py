@@ -234,6 +234,10 @@ class IMDbDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
+        if self.trainer is not None and self.trainer.overfit_batches > 0:
+            # Lightning overfits on the first batches in order: it swaps any other sampler for a sequential
+            # one, which would hand a batch sampler's loader single reviews.
+            return self._loader("train", hp.batch_size)
         if not hp.group_by_length:
             sampler = shuffled_sampler(self.datasets["train"], self.trainer, hp.seed)
             return self._loader("train", hp.batch_size, sampler=sampler)
@@ -251,6 +255,8 @@ class IMDbDataModule(L.LightningDataModule):
         return self._loader("train", None, sampler=sampler)
 
     def _evaluation_loader(self, split: str) -> DataLoader:
+        if self.trainer is not None and self.trainer.overfit_batches > 0:
+            return self._loader(split, self.hparams.eval_batch_size)  # in order, as Lightning would make it
         sampler = EvaluationSampler(
             len(self.datasets[split]),
             num_replicas=self.trainer.world_size if self.trainer else 1,
