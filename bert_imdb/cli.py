@@ -204,8 +204,8 @@ class BertImdbCLI(LightningCLI):
         # Without a subcommand (run=False), the classes are only built: there is nothing to run or resume.
         config = self.config[self.subcommand] if self.subcommand else self.config
         model_class, data_class = import_class(config.model.class_path), import_class(config.data.class_path)
+        _refuse_missing_step(model_class, self.subcommand, config.get("ckpt_path"))
         check_pairing(model_class, data_class)
-        _refuse_missing_step(model_class, self.subcommand)
         _resolve_checkpoint_metric(config.checkpoint, model_class)
         _honour_no_checkpointing(config)
         if config.early_stopping.monitor == "auto":
@@ -254,10 +254,16 @@ def _settings_error(parser, args: ArgsType, err: ArgumentError) -> str:
     return one_line(str(err), f"bert-imdb {subcommand}" if subcommand else "bert-imdb", known)
 
 
-def _refuse_missing_step(model_class: type, subcommand: str | None) -> None:
+def _refuse_missing_step(model_class: type, subcommand: str | None, ckpt_path: str | None) -> None:
     """Stop `validate`, `test` or `predict` of a module that has no such step (MLM has no test or predict)."""
     step = {"validate": "validation_step", "test": "test_step", "predict": "predict_step"}.get(subcommand)
     if step and getattr(model_class, step, None) is getattr(L.LightningModule, step, None):
+        if _is_file_path(ckpt_path):
+            raise UserError(
+                f"checkpoint {ckpt_path} holds a {model_class.__name__}, which has no {subcommand} step: "
+                f"export it (bert-imdb export --ckpt_path {ckpt_path} --output_dir DIR), fine-tune a "
+                f"SentimentClassifier from DIR (--model.model_name_or_path DIR) and {subcommand} that"
+            )
         raise UserError(
             f"{model_class.__name__} has no {subcommand} step: fit or validate it, export it, "
             f"and {subcommand} a SentimentClassifier started from the export"

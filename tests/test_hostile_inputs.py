@@ -11,6 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from conftest import REPO, tiny_args
@@ -197,6 +198,59 @@ def test_a_bad_checkpoint(tiny_model, hub_dataset, workdir, best_checkpoint, dam
     if damage in ("bytes overwritten", "non-finite weights"):
         assert message in one_line_error(
             lambda: cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={broken}"])
+        )
+
+
+class OtherProject(L.LightningModule):
+    """Another project's module: its checkpoint holds weights and hyperparameters, none of bert_imdb's."""
+
+    def __init__(self, width: int = 3):
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Linear(width, 2)
+
+
+def checkpoint_from_elsewhere(kind: str, folder: Path, tiny_model: str) -> Path:
+    if kind == "a transformers model folder":
+        return Path(tiny_model)
+    if kind == "a folder":
+        return folder
+    if kind == "an MLM checkpoint":
+        return REPO / "tests" / "fixtures" / "legacy" / "mlm.ckpt"
+    module, path = OtherProject(), folder / f"{kind.replace(' ', '-')}.ckpt"
+    if kind == "a plain state_dict":
+        torch.save(module.state_dict(), path)
+    else:
+        trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
+        trainer.strategy.connect(module)
+        trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        # The issue's: a 133-line traceback (jsonargparse: Option 'width' is not accepted).
+        (
+            "another project's checkpoint",
+            "is a Lightning checkpoint of another project (its module takes width)",
+        ),
+        ("a plain state_dict", "is a plain state_dict (weights alone"),
+        ("a transformers model folder", "is a transformers model folder, not a checkpoint"),
+        ("a folder", "is a folder: pass a .ckpt file"),
+        # The issue's: advice to change data.class_path.
+        ("an MLM checkpoint", "holds a MaskedLanguageModel, which has no test step: export it"),
+    ],
+)
+def test_a_checkpoint_from_elsewhere_says_what_it_is(tiny_model, hub_dataset, workdir, kind, message):
+    path = checkpoint_from_elsewhere(kind, workdir, tiny_model)
+    text = one_line_error(
+        lambda: cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={path}"])
+    )
+    assert message in text
+    if kind != "an MLM checkpoint":
+        assert message in one_line_error(
+            lambda: cli_main(["fit", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={path}"])
         )
 
 

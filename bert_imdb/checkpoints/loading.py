@@ -20,6 +20,13 @@ def check_checkpoint_file(ckpt_path: str) -> None:
     torch.save writes a zip archive whose index sits at its end, so a cut-off file is no zip: a cheap test.
     """
     path = Path(ckpt_path).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        raise UserError(
+            f"{ckpt_path} is a transformers model folder, not a checkpoint: start a fit from it with "
+            "--model.model_name_or_path, and pass a .ckpt written by fit as --ckpt_path"
+        )
+    if path.is_dir():
+        raise UserError(f"{ckpt_path} is a folder: pass a .ckpt file from lightning_logs/.../checkpoints")
     if not path.is_file():
         raise UserError(
             f"checkpoint {ckpt_path} does not exist: pass a .ckpt from lightning_logs/.../checkpoints"
@@ -61,10 +68,7 @@ def load_checkpoint(ckpt_path: str, mmap: bool = False) -> dict:
         ) from err
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
         raise UserError(f"checkpoint {ckpt_path} {UNREADABLE}") from err
-    if not isinstance(checkpoint, dict) or not {"state_dict", "hyper_parameters"} <= checkpoint.keys():
-        raise UserError(
-            f"{ckpt_path} is not a bert_imdb checkpoint (no state_dict/hyper_parameters): pass one written by fit"
-        )
+    _check_written_by_bert_imdb(ckpt_path, checkpoint)
     broken = next((name for name, tensor in checkpoint["state_dict"].items() if not _finite(tensor)), None)
     if broken is not None:
         raise UserError(
@@ -72,6 +76,28 @@ def load_checkpoint(ckpt_path: str, mmap: bool = False) -> dict:
             "diverged there; use an earlier checkpoint, or train with a lower model.learning_rate"
         )
     return checkpoint
+
+
+def _check_written_by_bert_imdb(ckpt_path: str, checkpoint) -> None:
+    """A checkpoint of this project records the module it trained (`_class_path`, a bert_imdb class) beside
+    its weights and hyperparameters: anything else is said for what it is."""
+    if isinstance(checkpoint, dict) and checkpoint and all(torch.is_tensor(v) for v in checkpoint.values()):
+        raise UserError(
+            f"{ckpt_path} is a plain state_dict (weights alone, no settings or training state), not a "
+            "checkpoint: pass a .ckpt written by bert_imdb fit, or save the weights as a transformers model "
+            "folder and start from it with --model.model_name_or_path"
+        )
+    if not isinstance(checkpoint, dict) or not {"state_dict", "hyper_parameters"} <= checkpoint.keys():
+        raise UserError(
+            f"{ckpt_path} is not a bert_imdb checkpoint (no state_dict/hyper_parameters): pass one written by fit"
+        )
+    class_path = str(checkpoint["hyper_parameters"].get("_class_path", ""))
+    if not class_path.startswith("bert_imdb."):
+        names = ", ".join(sorted(map(str, checkpoint["hyper_parameters"]))[:5]) or "no hyperparameters"
+        raise UserError(
+            f"{ckpt_path} is a Lightning checkpoint of another project ({class_path or 'its module'} takes "
+            f"{names}), not one bert_imdb wrote: pass a .ckpt written by bert_imdb fit"
+        )
 
 
 def _finite(value) -> bool:

@@ -59,7 +59,8 @@ def check_same_model_class(ckpt_path, checkpoint: dict, class_path: str) -> None
     if saved != built:
         raise UserError(
             f"checkpoint {ckpt_path} holds a {saved}, the config builds a {built}: "
-            "resume with the run's own config.yaml"
+            "resume with the run's own config.yaml (to fine-tune from pre-training, export the checkpoint and "
+            "start from the folder with --model.model_name_or_path)"
         )
 
 
