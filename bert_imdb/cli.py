@@ -1,10 +1,12 @@
 """The command line: `python -m bert_imdb {fit,validate,test,predict,export}`, a LightningCLI."""
 
 import contextlib
+import errno
 import inspect
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import lightning as L
@@ -317,6 +319,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
     """
     argv = sys.argv[1:] if args is None else args
     quiet_library_noise()
+    failed_writes = _write_errors_of_threads()
     try:
         _check_config_files(argv)
         if argv[:1] == ["export"]:
@@ -352,19 +355,55 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
             run=run,
         )
         _exit_if_stopped_by_signal(cli)
+        if failed_writes:
+            raise failed_writes[0]
         return cli
     except SIGTERMException:
         # Lightning leaves validate, test and predict on SIGTERM with a SystemExit of status 0.
         print("error: stopped by SIGTERM before the end", file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None
+    except OSError as err:
+        if err.errno not in WRITE_ERRORS:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        raise SystemExit(
+            f"error: cannot write{where} ({err.strerror}): free space there, or point the run's outputs at a "
+            "writable disk (--trainer.logger.init_args.save_dir, --trainer.default_root_dir)"
+        ) from None
     except (UserError, ValueError, MisconfigurationException) as err:
         cause = _user_error_in(err)
-        if cause is None:
+        message = str(cause) if cause is not None else _class_not_built(err)
+        if message is None:
             raise
-        raise SystemExit(f"error: {' '.join(str(cause).split())}") from None
+        raise SystemExit(f"error: {' '.join(message.split())}") from None
     finally:
         # A command that wrote nothing into the run folder it claimed (it failed first) leaves no folder.
         release_unused_run_folder()
+
+
+# What a full, read-only or forbidden disk raises, wherever the write was (a logger's events, a config, a
+# results file): each ends in one line. Checkpoints, exports and predictions say their own path.
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _write_errors_of_threads() -> list[OSError]:
+    """A full disk met by a writer thread (TensorBoard's events) is kept for the command to end on, in its
+    one line, instead of a traceback printed from the thread. The hook is installed once per process."""
+    _FAILED_WRITES.clear()
+    if threading.excepthook is not _keep_write_errors:
+        _keep_write_errors.default = threading.excepthook
+        threading.excepthook = _keep_write_errors
+    return _FAILED_WRITES
+
+
+_FAILED_WRITES: list[OSError] = []
+
+
+def _keep_write_errors(args) -> None:
+    if isinstance(args.exc_value, OSError) and args.exc_value.errno in WRITE_ERRORS:
+        _FAILED_WRITES.append(args.exc_value)
+    else:
+        _keep_write_errors.default(args)
 
 
 # A config is a page of YAML; anything this large was passed by mistake (a checkpoint, a dataset).
@@ -447,6 +486,18 @@ def _user_error_in(err: BaseException | None) -> Exception | None:
             return err
         err = err.__cause__ or err.__context__
     return err
+
+
+def _class_not_built(err: BaseException) -> str | None:
+    """A class the config names (a logger, say) whose constructor failed: jsonargparse says it as a
+    ValueError listing every type the setting accepts, the constructor's own error as its cause."""
+    union = "Does not validate against any of the Union subtypes"
+    if not (isinstance(err, ValueError) and str(err).startswith(union) and err.__cause__ is not None):
+        return None
+    named = re.search(r"class_path='([\w.]+)'", str(err))
+    what = named.group(1) if named else "a class of the config"
+    reason = (str(err.__cause__).strip().splitlines() or [type(err.__cause__).__name__])[0]
+    return f"{what} could not be built: {reason}"
 
 
 def _names_a_trainer_setting(err: BaseException) -> bool:

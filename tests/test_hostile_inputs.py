@@ -15,6 +15,7 @@ import lightning as L
 import pytest
 import torch
 from conftest import REPO, tiny_args
+from lightning.pytorch.loggers import CSVLogger
 
 from bert_imdb.cli import cli_main
 from bert_imdb.errors import UserError
@@ -492,6 +493,39 @@ def test_a_disk_that_fills_up_during_predict_ends_in_one_line_and_leaves_nothing
     with pytest.raises(SystemExit, match=rf"cannot write predictions to {out} \(No space left on device\)"):
         cli_main(["predict", *tiny_args(tiny_model, hub_dataset), *args])
     assert list(out.parent.iterdir()) == []
+
+
+class UnreachableLogger(CSVLogger):
+    """A logger whose constructor fails, as MLflow's does for a tracking store it cannot use."""
+
+    def __init__(self, save_dir: str = "logs"):
+        raise RuntimeError(f"cannot reach the tracking server for {save_dir}\nsecond line of detail")
+
+
+def test_a_logger_that_cannot_be_built_ends_in_one_line_naming_it(tiny_model, hub_dataset, workdir):
+    # jsonargparse's 20-line union error with the logger's own error as its cause (an MLflow file store).
+    args = [f"--trainer.logger={__name__}.UnreachableLogger"]
+    text = one_line_error(lambda: cli_main(["fit", *tiny_args(tiny_model, hub_dataset), *args]))
+    assert text == (
+        f"error: {__name__}.UnreachableLogger could not be built: cannot reach the tracking server for lightning_logs"
+    )
+
+
+def test_a_disk_that_fills_up_under_the_loggers_writer_thread_ends_in_one_line(
+    tiny_model, hub_dataset, workdir, best_checkpoint, monkeypatch, capfd
+):
+    """TensorBoard writes its events from a thread of its own: a full disk there printed the thread's
+    traceback, then the command's."""
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    def no_space(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RecordWriter, "write", no_space)
+    args = [f"--ckpt_path={best_checkpoint}", "--trainer.logger.init_args.save_dir=elsewhere"]
+    text = one_line_error(lambda: cli_main(["test", *tiny_args(tiny_model, hub_dataset), *args]))
+    assert text.startswith("error: cannot write (No space left on device): free space there")
+    assert "Traceback" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize(

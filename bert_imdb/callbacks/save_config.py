@@ -9,15 +9,16 @@ class SaveConfigBesideExisting(SaveConfigCallback):
     """Saves the run's config as config.yaml, or config-1.yaml, ... where the run folder already has one.
 
     Lightning's callback either fails on an existing file or overwrites it; a resumed run must do neither.
-    Without a logger (`--trainer.logger false`) there is no run folder, and nothing is saved.
+    Without a run folder (`--trainer.logger false`, or MLflow's logger) nothing is saved.
     Rank 0 claims the name by creating the file exclusively, so two commands evaluating the same run at
     once (two `predict`s of one checkpoint, say) take different names instead of failing on the same one.
     """
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if not trainer.loggers:
-            # No logger, no run folder: Lightning would write config.yaml into the working directory. A
-            # fit's settings are in each of its checkpoints (ExactResume) all the same.
+        if not trainer.loggers or trainer.log_dir is None:
+            # No run folder (no logger, or one that keeps no files, MLflow's with a database): Lightning
+            # would write config.yaml into the working directory, or fail. A fit's settings are in each of
+            # its checkpoints (ExactResume) all the same.
             self.already_saved = True
         if not self.already_saved:
             log_dir, name, n = Path(trainer.log_dir), "config.yaml", 0

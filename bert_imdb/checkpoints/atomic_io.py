@@ -1,6 +1,7 @@
 """Checkpoint files that are whole or absent, whatever moment a job is killed at."""
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             partial.unlink(missing_ok=True)  # a failed save leaves the previous checkpoint, and nothing else
             if isinstance(err, OSError):
                 raise UserError(
-                    f"cannot write checkpoint {target} ({err.strerror or err}): free space there, or point "
-                    "--trainer.default_root_dir (or the logger's save_dir) at a writable disk"
+                    f"cannot write checkpoint {target} ({err.strerror or err}; it needs about "
+                    f"{_megabytes(checkpoint)} MB, {shutil.disk_usage(target.parent).free / 2**20:.0f} MB are "
+                    "free): free space there, or point --trainer.default_root_dir (or the logger's save_dir) "
+                    "at a writable disk"
                 ) from err
             raise
+
+
+def _megabytes(value) -> str:
+    """The size of the tensors a checkpoint holds (its file is that and a little more)."""
+
+    def size(item) -> int:
+        if torch.is_tensor(item):
+            return item.nelement() * item.element_size()
+        if isinstance(item, dict):
+            return sum(size(v) for v in item.values())
+        if isinstance(item, (list, tuple)):
+            return sum(size(v) for v in item)
+        return 0
+
+    return f"{size(value) / 2**20:.1f}"

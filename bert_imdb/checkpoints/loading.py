@@ -1,6 +1,7 @@
 """Reading a checkpoint without running code from it: `weights_only` loading, and one-line errors for files
 that are missing, truncated, damaged, not checkpoints, hold pickled objects or non-finite weights."""
 
+import importlib
 import pickle
 import re
 import zipfile
@@ -92,12 +93,24 @@ def _check_written_by_bert_imdb(ckpt_path: str, checkpoint) -> None:
             f"{ckpt_path} is not a bert_imdb checkpoint (no state_dict/hyper_parameters): pass one written by fit"
         )
     class_path = str(checkpoint["hyper_parameters"].get("_class_path", ""))
-    if not class_path.startswith("bert_imdb."):
+    if not _is_bert_imdb_module(class_path):
         names = ", ".join(sorted(map(str, checkpoint["hyper_parameters"]))[:5]) or "no hyperparameters"
         raise UserError(
             f"{ckpt_path} is a Lightning checkpoint of another project ({class_path or 'its module'} takes "
             f"{names}), not one bert_imdb wrote: pass a .ckpt written by bert_imdb fit"
         )
+
+
+def _is_bert_imdb_module(class_path: str) -> bool:
+    """Whether `class_path` names one of bert_imdb's modules, or a subclass of one (a user's own)."""
+    if class_path.startswith("bert_imdb."):
+        return True
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(cls, type) and any(c.__module__.startswith("bert_imdb.") for c in cls.__mro__)
 
 
 def _finite(value) -> bool:

@@ -4,7 +4,6 @@ from typing import ClassVar, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
@@ -30,9 +29,10 @@ from bert_imdb.models.optimizer import (
 from bert_imdb.models.pretrained import accepted_inputs, load_encoder
 from bert_imdb.reporting.by_length import DROPPED_EDGES, TOKEN_EDGES, AccuracyByBucket, length_table
 from bert_imdb.reporting.calibration import calibration_report, fitted_calibration, reliability_figure
-from bert_imdb.reporting.evaluation import ConfidentlyWrong, add_pr_curve, confidently_wrong_table
-from bert_imdb.reporting.hparams import FINAL_SCORES, hyperparameters, log_hparams
+from bert_imdb.reporting.evaluation import ConfidentlyWrong, confidently_wrong_table
+from bert_imdb.reporting.hparams import FINAL_SCORES, hyperparameters
 from bert_imdb.reporting.intervals import score_intervals
+from bert_imdb.reporting.loggers import Reports, say_what_is_left_out
 from bert_imdb.reporting.variants import variant_name
 from bert_imdb.workarounds.attention_interface import takes_prepared_masks
 from bert_imdb.workarounds.weighted_mean import WeightedMean
@@ -197,9 +197,9 @@ class SentimentClassifier(L.LightningModule):
             self.log(f"{name}/{score}_ci_high", high, sync_dist=True)
         by_length = {kind: metric.compute() for kind, metric in self.by_length[split].items()}
         self._log_by_length(name, by_length)
-        if not (self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger)):
+        if not self.trainer.is_global_zero:
             return
-        writer, step = self.logger.experiment, self._weights_step()
+        reports = Reports(self.loggers, self._weights_step())
         # Counted here, once, from every process's reviews (gathered above), not batch by batch: the binned
         # PR curve's update counts with bincount, which waits for the device.
         plots = {
@@ -208,16 +208,14 @@ class SentimentClassifier(L.LightningModule):
         }
         for plot, metric in plots.items():
             metric.update(torch.sigmoid(margins), labels.long())
-            # Drawn only here, where it is logged; add_figure closes it, so none is left open.
-            writer.add_figure(f"{name}/{plot}", metric.plot(metric.compute())[0], step)
+            # Drawn only here, where it is logged, and closed once written.
+            reports.figure(f"{name}/{plot}", metric.plot(metric.compute())[0])
         # A tag of its own: TensorBoard gives a tag to one plugin only, so sharing the image's tag left the PR
         # CURVES tab empty and the image unshown.
-        add_pr_curve(writer, f"{name}/precision_recall", plots["pr_curve"].confmat, step)
-        writer.add_text(f"{name}/confidently_wrong", confidently_wrong_table(wrong), step)
-        writer.add_figure(f"{name}/reliability", reliability_figure(report), step)
-        writer.add_text(
-            f"{name}/accuracy_by_length", length_table(by_length["tokens"], by_length["dropped"]), step
-        )
+        reports.pr_curve(f"{name}/precision_recall", plots["pr_curve"].confmat)
+        reports.text(f"{name}/confidently_wrong", confidently_wrong_table(wrong))
+        reports.figure(f"{name}/reliability", reliability_figure(report))
+        reports.text(f"{name}/accuracy_by_length", length_table(by_length["tokens"], by_length["dropped"]))
 
     def _calibrate(self, split: str, name: str, margins: torch.Tensor, labels: torch.Tensor) -> dict:
         """Validation fits the temperature on its reviews (over all processes, which all get the same
@@ -258,17 +256,16 @@ class SentimentClassifier(L.LightningModule):
             for name, value in values.items():
                 # The same on every process: sync_dist only keeps Lightning from warning.
                 self.log(name, value, sync_dist=True)
-        elif self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
-            for name, value in values.items():
-                self.logger.experiment.add_scalar(name, value, self._weights_step())
+        elif self.trainer.is_global_zero:
+            Reports(self.loggers, self._weights_step()).scalars(values)
 
     def _log_hparams_with_final_scores(self, split: str) -> None:
         """Fill TensorBoard's HPARAMS tab: the run's hyperparameters next to its final `hp/<split>_acc` and
         `hp/<split>_f1`, logged at the step of the weights they score (the tested checkpoint's, for test)."""
-        if isinstance(self.logger, TensorBoardLogger) and self.trainer.is_global_zero:
+        if self.trainer.is_global_zero:
             found = self.trainer.callback_metrics
             scores = {f"hp/{split}_{s}": float(found.get(f"{split}/{s}", float("nan"))) for s in FINAL_SCORES}
-            log_hparams(self.logger.experiment, hyperparameters(self.trainer), scores, self._weights_step())
+            Reports(self.loggers, self._weights_step()).final_scores(hyperparameters(self.trainer), scores)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The report only where it is of these weights (not of an older validation: a checkpoint every N
@@ -306,6 +303,10 @@ class SentimentClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._end_evaluation("val")
+
+    def setup(self, stage: str) -> None:
+        if stage != "predict":
+            say_what_is_left_out(self.loggers)
 
     def on_train_start(self) -> None:
         self._trained = True
