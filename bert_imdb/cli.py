@@ -1,16 +1,15 @@
 """The command line: `python -m bert_imdb {fit,validate,test,predict,export}`, a LightningCLI."""
 
 import contextlib
-import errno
 import inspect
-import re
+import json
 import signal
 import sys
-import threading
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
-import yaml
+import torch
 from jsonargparse import ArgumentError, auto_cli
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
@@ -42,9 +41,13 @@ from bert_imdb.checkpoints.settings_record import (
     recorded_settings,
     unchecked_settings,
 )
+from bert_imdb.config_files import check_config_files
 from bert_imdb.data.review_files import scan_reviews
 from bert_imdb.data.sentiment import IMDbDataModule
+from bert_imdb.deployment.onnx_export import INT8_FILE, ONNX_FILE
+from bert_imdb.deployment.onnx_runtime import OnnxLogits, check_onnx_predict
 from bert_imdb.errors import UserError
+from bert_imdb.exits import exit_if_stopped_by_signal, keep_write_errors_of_threads, one_line_of
 from bert_imdb.export import export
 from bert_imdb.models.classifier import SentimentClassifier
 from bert_imdb.precision import checked_precision
@@ -125,6 +128,19 @@ class BertImdbCLI(LightningCLI):
         parser.add_lightning_class_args(TokenThroughputMonitor, "throughput")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_argument(
+            "--runtime",
+            type=Literal["torch", "onnxruntime"],
+            default="torch",
+            help="predict only: onnxruntime runs the ONNX model of an export (--model.model_name_or_path "
+            "<export folder>, written with export --format onnx) instead of PyTorch (docs/export.md)",
+        )
+        parser.add_argument(
+            "--onnx_file",
+            type=str,
+            default=ONNX_FILE,
+            help=f"predict with --runtime onnxruntime: the ONNX file in the export folder ({INT8_FILE} for int8)",
+        )
+        parser.add_argument(
             "--resume_allow",
             type=list[str],
             default=[],
@@ -190,6 +206,10 @@ class BertImdbCLI(LightningCLI):
                 callback.settings, callback.allowed = self.settings, self.resume_allow
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        if self.subcommand == "predict" and self.config.predict.runtime == "onnxruntime":
+            config = self.config.predict
+            onnx_file = Path(config.model.init_args.model_name_or_path) / config.onnx_file
+            self.model.runtime = OnnxLogits(onnx_file, threads=torch.get_num_threads())
         trainer = super().instantiate_trainer(**kwargs)
         if not trainer.loggers:
             # `--trainer.logger false`: the learning rate has nowhere to go (Lightning's monitor refuses to
@@ -217,7 +237,13 @@ class BertImdbCLI(LightningCLI):
             )
         if self.subcommand == "predict":
             _prepare_predict(config)
-        if self.subcommand in ("validate", "test", "predict") and config.ckpt_path is None:
+        if self.subcommand and config.runtime != "torch":
+            check_onnx_predict(self.subcommand, config)
+        elif (
+            self.subcommand in ("validate", "test", "predict")
+            and config.ckpt_path is None
+            and not _is_classifier_export(config.model.init_args.get("model_name_or_path"))
+        ):
             rank_zero_warn(
                 f"{self.subcommand} without --ckpt_path scores the weights model.model_name_or_path starts "
                 "from, untrained for this task (a random classification head): pass --ckpt_path best, or a "
@@ -294,6 +320,16 @@ def _honour_no_checkpointing(config) -> None:
         config.last_checkpoint.save_top_k = 0
 
 
+def _is_classifier_export(model_name_or_path: str | None) -> bool:
+    """Whether the model folder is a classifier bert_imdb exported (its trained head and the fitted
+    temperature, recorded in config.json), so that scoring it needs no checkpoint."""
+    config = Path(str(model_name_or_path)) / "config.json"
+    try:
+        return "calibration_temperature" in json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
 def _prepare_predict(config) -> None:
     """Check the predict file before the Trainer starts other processes (one error line, not one per
     process), and keep no predictions in memory: PredictionWriter writes every batch out, and the Trainer
@@ -319,9 +355,9 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
     """
     argv = sys.argv[1:] if args is None else args
     quiet_library_noise()
-    failed_writes = _write_errors_of_threads()
+    failed_writes = keep_write_errors_of_threads()
     try:
-        _check_config_files(argv)
+        check_config_files(argv)
         if argv[:1] == ["export"]:
             try:
                 auto_cli(export, args=argv[1:], prog="bert-imdb export", exit_on_error=False)
@@ -354,7 +390,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
             args=args,
             run=run,
         )
-        _exit_if_stopped_by_signal(cli)
+        exit_if_stopped_by_signal(cli)
         if failed_writes:
             raise failed_writes[0]
         return cli
@@ -362,152 +398,16 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
         # Lightning leaves validate, test and predict on SIGTERM with a SystemExit of status 0.
         print("error: stopped by SIGTERM before the end", file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None
-    except OSError as err:
-        if err.errno not in WRITE_ERRORS:
-            raise
-        where = f" {err.filename}" if err.filename else ""
-        raise SystemExit(
-            f"error: cannot write{where} ({err.strerror}): free space there, or point the run's outputs at a "
-            "writable disk (--trainer.logger.init_args.save_dir, --trainer.default_root_dir)"
-        ) from None
-    except (UserError, ValueError, MisconfigurationException) as err:
-        cause = _user_error_in(err)
-        message = str(cause) if cause is not None else _class_not_built(err)
+    except (UserError, ValueError, MisconfigurationException, OSError) as err:
+        message = one_line_of(err)
         if message is None:
             raise
-        raise SystemExit(f"error: {' '.join(message.split())}") from None
+        raise SystemExit(f"error: {message}") from None
     finally:
         # A command that wrote nothing into the run folder it claimed (it failed first) leaves no folder.
         release_unused_run_folder()
 
 
-# What a full, read-only or forbidden disk raises, wherever the write was (a logger's events, a config, a
-# results file): each ends in one line. Checkpoints, exports and predictions say their own path.
-WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
-
-
-def _write_errors_of_threads() -> list[OSError]:
-    """A full disk met by a writer thread (TensorBoard's events) is kept for the command to end on, in its
-    one line, instead of a traceback printed from the thread. The hook is installed once per process."""
-    _FAILED_WRITES.clear()
-    if threading.excepthook is not _keep_write_errors:
-        _keep_write_errors.default = threading.excepthook
-        threading.excepthook = _keep_write_errors
-    return _FAILED_WRITES
-
-
-_FAILED_WRITES: list[OSError] = []
-
-
-def _keep_write_errors(args) -> None:
-    if isinstance(args.exc_value, OSError) and args.exc_value.errno in WRITE_ERRORS:
-        _FAILED_WRITES.append(args.exc_value)
-    else:
-        _keep_write_errors.default(args)
-
-
-# A config is a page of YAML; anything this large was passed by mistake (a checkpoint, a dataset).
-MAX_CONFIG_BYTES = 10 * 2**20
-
-
-def _check_config_files(argv: list) -> None:
-    """Stop on a --config that is no YAML mapping before jsonargparse reads it: a binary file (a checkpoint
-    passed by mistake, say) ends there in a UnicodeDecodeError traceback, and a YAML syntax error in its
-    usage text and a message of several lines. jsonargparse's YAML loader is a SafeLoader: what it reads,
-    yaml.safe_load reads too."""
-    for i, arg in enumerate(argv):
-        if not isinstance(arg, str):
-            continue
-        if arg in ("--config", "-c") and i + 1 < len(argv):
-            path = argv[i + 1]
-        elif arg.startswith("--config="):
-            path = arg.partition("=")[2]
-        else:
-            continue
-        file = Path(str(path))
-        if not file.is_file():
-            continue  # jsonargparse says a missing file in one line, and a config string is no path
-        size = file.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise UserError(
-                f"--config {path} is {size / 2**20:.0f} MB, not a YAML config: pass one such as configs/quickstart.yaml"
-            )
-        try:
-            settings = yaml.safe_load(file.read_bytes().decode("utf-8"))
-        except UnicodeDecodeError:
-            raise UserError(
-                f"--config {path} is not a UTF-8 text file: pass a YAML config such as configs/quickstart.yaml"
-            ) from None
-        except yaml.YAMLError as err:
-            # jsonargparse reports it as its usage text and a multi-line message about "<unicode string>".
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(err, "problem", None) or str(err)
-            raise UserError(
-                f"--config {path} is not valid YAML{where} ({problem}): fix the file there"
-            ) from None
-        if not isinstance(settings, dict):
-            what = "nothing" if settings is None else f"a {type(settings).__name__}"
-            raise UserError(
-                f"--config {path} holds {what}, not settings: write them as key: value lines, as in "
-                "configs/quickstart.yaml"
-            )
-
-
-def _exit_if_stopped_by_signal(cli) -> None:
-    """A fit StopOnSignal stopped ends in one line saying where its checkpoint is, and a non-zero status."""
-    trainer = getattr(cli, "trainer", None)
-    stop = next((c for c in getattr(trainer, "callbacks", []) if isinstance(c, StopOnSignal)), None)
-    if stop is None or stop.stopped is None:
-        return
-    signum, step, path = stop.stopped
-    name = signal.Signals(signum).name
-    saved = (
-        f"saved {path}; continue with the same command and --ckpt_path last"
-        if path is not None
-        else "no checkpoint saved (checkpointing is off)"
-    )
-    if trainer.is_global_zero:
-        print(f"error: fit stopped by {name} at step {step}: {saved}", file=sys.stderr)
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """The `bert-imdb` console script and `python -m bert_imdb`: cli_main, whose result is no exit status."""
     cli_main()
-
-
-def _user_error_in(err: BaseException | None) -> Exception | None:
-    """The UserError behind `err`, or Lightning's MisconfigurationException (its message names a bad
-    Trainer setting): jsonargparse re-raises errors of the classes it builds as a ValueError listing every
-    type it tried, which would bury the one line that matters."""
-    while err is not None and not isinstance(err, (UserError, MisconfigurationException)):
-        if _names_a_trainer_setting(err):
-            return err
-        err = err.__cause__ or err.__context__
-    return err
-
-
-def _class_not_built(err: BaseException) -> str | None:
-    """A class the config names (a logger, say) whose constructor failed: jsonargparse says it as a
-    ValueError listing every type the setting accepts, the constructor's own error as its cause."""
-    union = "Does not validate against any of the Union subtypes"
-    if not (isinstance(err, ValueError) and str(err).startswith(union) and err.__cause__ is not None):
-        return None
-    named = re.search(r"class_path='([\w.]+)'", str(err))
-    what = named.group(1) if named else "a class of the config"
-    reason = (str(err.__cause__).strip().splitlines() or [type(err.__cause__).__name__])[0]
-    return f"{what} could not be built: {reason}"
-
-
-def _names_a_trainer_setting(err: BaseException) -> bool:
-    """A ValueError raised inside Lightning that names a Trainer argument in backticks: a setting Lightning
-    could check only once the data was known (`val_check_interval` above an epoch's batches, say)."""
-    if type(err) is not ValueError:
-        return False
-    frame = err.__traceback__
-    while frame is not None and frame.tb_next is not None:
-        frame = frame.tb_next
-    raised_in = frame.tb_frame.f_globals.get("__name__", "") if frame is not None else ""
-    named = set(re.findall(r"`(\w+)`", str(err)))
-    return raised_in.startswith("lightning.") and bool(named & set(inspect.signature(L.Trainer).parameters))

@@ -3,11 +3,13 @@
 import os
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from bert_imdb.checkpoints.loading import load_checkpoint
+from bert_imdb.deployment.onnx_export import onnx_modules, write_onnx
 from bert_imdb.errors import UserError
 from bert_imdb.models.classifier import SentimentClassifier
 from bert_imdb.models.pretrained import load_tokenizer
@@ -39,9 +41,16 @@ def fold_temperature(model, temperature: float) -> None:
 
 @rank_zero_only
 def export(
-    *, ckpt_path: str, output_dir: str, overwrite: bool = False, model_name_or_path: str | None = None
+    *,
+    ckpt_path: str,
+    output_dir: str,
+    overwrite: bool = False,
+    model_name_or_path: str | None = None,
+    format: Literal["transformers", "onnx"] = "transformers",
+    quantize: Literal["none", "int8"] = "none",
 ) -> None:
-    """Write a checkpoint as a Hugging Face model folder: safetensors weights, config and tokenizer.
+    """Write a checkpoint as a Hugging Face model folder: safetensors weights, config and tokenizer; with
+    `--format onnx`, also `model.onnx` for ONNX Runtime (docs/export.md).
 
     A classifier checkpoint becomes a sequence-classification model with id2label {0: neg, 1: pos}, for
     `pipeline("text-classification", model=output_dir)`; an MLM checkpoint becomes a masked-LM model, for
@@ -55,6 +64,9 @@ def export(
         model_name_or_path: The model the run started from (folder or Hub id), where the checkpoint's does
             not resolve from here: a relative path, exported from another folder. Its weights are replaced
             by the checkpoint's; its config and tokenizer are used.
+        format: `onnx` adds model.onnx (a classifier only): inputs named as the model's forward takes them,
+            dynamic batch and sequence axes, calibrated logits.
+        quantize: `int8` adds model.int8.onnx, ONNX Runtime's dynamic int8 quantization (with format onnx).
     """
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
@@ -63,8 +75,17 @@ def export(
         raise UserError(
             f"{output_dir} exists and is not empty: pass another --output_dir, or --overwrite true"
         )
+    if quantize != "none" and format != "onnx":
+        raise UserError("--quantize int8 quantizes the ONNX model: add --format onnx")
+    if format == "onnx":
+        onnx_modules()  # before any work: the extra may be missing
     checkpoint = load_checkpoint(ckpt_path)
     module_class = module_of_checkpoint(checkpoint, ckpt_path)
+    if format == "onnx" and not issubclass(module_class, SentimentClassifier):
+        raise UserError(
+            f"--format onnx exports a classifier for deployment; {ckpt_path} holds a {module_class.__name__}: "
+            "export it without --format, fine-tune from the export, and export that"
+        )
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
     if model_name_or_path is not None:
         hparams["model_name_or_path"] = model_name_or_path
@@ -94,6 +115,8 @@ def export(
         module.model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / "README.md").write_text(card, encoding="utf-8")
+        if format == "onnx":
+            write_onnx(module.model, tokenizer, staging, int8=quantize == "int8")
         if report is not None:
             save_reliability_figure(report, staging / "reliability.png")
         if not out.exists():

@@ -18,6 +18,8 @@ WARNINGS = (
     "Your `IterableDataset` has `__len__` defined",
     # Predictions carry each review's position in the file (`index`); Lightning's batch indices are unused.
     "Couldn't infer the batch indices fetched from your dataloader",
+    # torch's ONNX exporter, on the batch and sequence axes that every input of the export shares.
+    "# The axis name: ",
 )
 # (logger, start of the message): logging records.
 RECORDS = (
@@ -28,6 +30,8 @@ RECORDS = (
     # The reviews are cut to data.max_length by bert_imdb.data.truncation after tokenizing them whole (to
     # keep the head and the tail): no sequence this long ever reaches the model.
     ("transformers.tokenization_utils_base", "Token indices sequence length is longer than"),
+    # torch's ONNX exporter lists torchvision's operators it cannot register; an encoder uses none.
+    ("torch.onnx._internal.exporter._registration", "torchvision is not installed"),
 )
 
 

@@ -3,6 +3,7 @@ resume is exact."""
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from bert_imdb.callbacks.safe_stop import optimizer_step_taken
 from bert_imdb.workarounds.checkpoint_at_epoch_end import save_at_epoch_end
 from bert_imdb.workarounds.validation_follows import validation_follows
 
@@ -30,7 +31,10 @@ class LastCheckpoint(ModelCheckpoint):
         self._after_validation = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.is_last_batch:
+        if trainer.is_last_batch or not optimizer_step_taken(trainer, batch_idx):
+            # A `train_time_interval` save falls due at any batch: inside an accumulation window it would
+            # keep none of the window's gradients. The project's one rule (SafeStop's saves follow it too);
+            # Lightning 2.6 also skips a save at a global step already saved.
             return
         if validation_follows(trainer):
             self._after_validation = True

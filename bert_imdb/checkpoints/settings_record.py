@@ -24,6 +24,8 @@ MAY_CHANGE = (
     "weights_only",
     "config",
     "resume_allow",
+    "runtime",
+    "onnx_file",
     # Reporting and progress.
     "trainer.logger",
     "trainer.logger.*",

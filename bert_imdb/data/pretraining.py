@@ -288,6 +288,12 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
         # Not LightningCLI's `_instantiator`: how the CLI built it, no hyperparameter (hparams.yaml, checkpoints).
         self.save_hyperparameters(ignore="_instantiator")
         self.tokenizer = load_tokenizer(tokenizer_name_or_path)
+        if whole_word_mask and not self.tokenizer.is_fast:
+            # Words are told apart by the offsets of their pieces, which only fast (Rust) tokenizers give.
+            raise UserError(
+                f"data.whole_word_mask needs a fast tokenizer (character offsets), and {tokenizer_name_or_path} "
+                "has only a slow one: add its tokenizer.json, or set data.whole_word_mask false"
+            )
         # Fresh masks for every training batch, from the main process's generator, which seed_everything
         # seeds and checkpoints keep (callbacks/exact_resume.py).
         self.masking = MaskingCollator(self.tokenizer, mlm_probability, whole_word_mask)

@@ -127,8 +127,12 @@ class SentimentClassifier(L.LightningModule):
         self.temperature = 1.0
         self.calibration: dict | None = None  # that validation's calibration report, for the model card
         self._loaded_step: int | None = None
-        self._trained = False  # fitted in this process (then evaluated without a checkpoint, its weights)
+        # Trained weights without a checkpoint: fitted in this process, or a bert_imdb export's (its config
+        # records the calibration the export folded in).
+        self._trained = hasattr(self.model.config, "calibration_temperature")
         self._fit_data: dict = {}  # the data settings of the checkpoint's fit, when one is evaluated
+        # Called on a batch in place of the model, where predict runs another runtime (ONNX Runtime: cli.py).
+        self.runtime = None
 
     def _run(self, batch: dict):
         """The Hugging Face model on a batch, without the ids, texts and lengths that ride along with it."""
@@ -137,6 +141,8 @@ class SentimentClassifier(L.LightningModule):
         )
 
     def forward(self, batch: dict) -> torch.Tensor:
+        if self.runtime is not None:
+            return self.runtime(batch)
         return self._run(batch).logits
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -156,3 +156,23 @@ def test_training_masks_come_from_the_main_process_whatever_the_workers(tiny_mod
         masks[workers] = [batch["labels"] for batch in training_batches(dm)]
     assert len(masks[0]) > 2
     assert all(torch.equal(a, b) for a, b in zip(masks[0], masks[2], strict=True))
+
+
+def test_whole_word_masking_with_a_slow_tokenizer_is_refused_in_one_line(
+    tiny_model, text_dataset, tmp_path, monkeypatch
+):
+    # A slow tokenizer gives no character offsets: masking would fail on the first batch, deep in it.
+    from transformers import AutoTokenizer
+    from transformers.models.bert import BertTokenizerLegacy  # transformers 5's Python (slow) tokenizer
+
+    words = AutoTokenizer.from_pretrained(tiny_model).get_vocab()
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(sorted(words, key=words.get)) + "\n")
+    monkeypatch.setattr(
+        "bert_imdb.data.pretraining.load_tokenizer", lambda name: BertTokenizerLegacy(str(vocab))
+    )
+    with pytest.raises(
+        UserError, match=r"data.whole_word_mask needs a fast tokenizer .*: add its tokenizer.json"
+    ):
+        datamodule(tiny_model, text_dataset, whole_word_mask=True)
+    assert datamodule(tiny_model, text_dataset).tokenizer.is_fast is False  # without it, it is fine

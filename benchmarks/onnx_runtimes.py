@@ -1,0 +1,156 @@
+"""Inference throughput of a classifier under PyTorch (fp32, bf16 autocast where the CPU has bf16) and ONNX
+Runtime (fp32, dynamic int8), on the same test reviews: the table of docs/speed.md#onnx-runtime.
+
+    python benchmarks/onnx_runtimes.py                          # all-MiniLM-L6-v2, a random head
+    python benchmarks/onnx_runtimes.py --model exported         # an export of a fine-tuned classifier
+    python benchmarks/onnx_runtimes.py --model exported --agreement 2000   # and accuracy of each runtime
+
+Reviews are the first --reviews of a seeded shuffle of IMDb's test split, cut to --max-length tokens,
+sorted by length and batched by --batch-size (as predict batches them). Each runtime runs one batch to warm
+up, then all of them; throughput counts real tokens (padding excluded). Labels and probabilities are
+compared with PyTorch fp32's. With --agreement N, each runtime also labels N test reviews and its accuracy
+is reported. Writes benchmarks/results/<stamp>-onnx.md and .json.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from bert_imdb.bench.report import machine
+from bert_imdb.data.imdb import load_imdb
+from bert_imdb.deployment.onnx_export import INT8_FILE, ONNX_FILE, graph_inputs, onnx_modules, write_onnx
+from bert_imdb.precision import bf16_supported
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def batches(tokenizer, texts: list[str], max_length: int, batch_size: int) -> list[dict]:
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)
+    order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+    out = []
+    for start in range(0, len(order), batch_size):
+        rows = [{k: encoded[k][i] for k in encoded} for i in order[start : start + batch_size]]
+        out.append((order[start : start + batch_size], tokenizer.pad(rows, return_tensors="pt")))
+    return out
+
+
+def run_torch(model, inputs, bf16: bool):
+    def call(batch):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(**{name: batch[name] for name in inputs}).logits.float()
+
+    return call
+
+
+def run_onnx(path: Path, threads: int):
+    _, ort = onnx_modules()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [node.name for node in session.get_inputs()]
+
+    def call(batch):
+        return torch.from_numpy(session.run(["logits"], {n: batch[n].numpy() for n in names})[0])
+
+    return call
+
+
+def measure(call, data) -> tuple[float, torch.Tensor]:
+    """Real tokens per second over all batches (after one batch of warm-up), and the probabilities in
+    review order."""
+    call(data[-1][1])
+    probabilities = {}
+    tokens, start = 0, time.perf_counter()
+    for order, batch in data:
+        p = call(batch).softmax(-1)
+        probabilities.update(zip(order, p, strict=True))
+        tokens += int(batch["attention_mask"].sum())
+    seconds = time.perf_counter() - start
+    return tokens / seconds, torch.stack([probabilities[i] for i in range(len(probabilities))])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default=str(REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2"))
+    parser.add_argument("--dataset", default=str(REPO.parent / "shared" / "imdb"))
+    parser.add_argument("--reviews", type=int, default=256)
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--agreement", type=int, default=0, help="test reviews each runtime labels for accuracy"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2).eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    inputs = graph_inputs(model, tokenizer)
+    test = load_imdb(args.dataset)["test"].shuffle(seed=args.seed)
+    threads = torch.get_num_threads()
+    folder = Path(tempfile.mkdtemp(prefix="onnx-bench-"))
+    if (Path(args.model) / ONNX_FILE).is_file() and (Path(args.model) / INT8_FILE).is_file():
+        folder = Path(args.model)
+    else:
+        write_onnx(model, tokenizer, folder, int8=True)
+    runtimes = {"PyTorch fp32": run_torch(model, inputs, bf16=False)}
+    if bf16_supported(torch.device("cpu")):
+        runtimes["PyTorch bf16 autocast"] = run_torch(model, inputs, bf16=True)
+    runtimes["ONNX Runtime fp32"] = run_onnx(folder / ONNX_FILE, threads)
+    runtimes["ONNX Runtime int8 (dynamic)"] = run_onnx(folder / INT8_FILE, threads)
+
+    data = batches(tokenizer, test.select(range(args.reviews))["text"], args.max_length, args.batch_size)
+    results, reference = {}, None
+    for name, call in runtimes.items():
+        speed, probabilities = measure(call, data)
+        reference = probabilities if reference is None else reference
+        results[name] = {
+            "real_tokens_per_second": speed,
+            "labels_as_fp32": float((probabilities.argmax(-1) == reference.argmax(-1)).float().mean()),
+            "max_probability_difference": float((probabilities - reference).abs().max()),
+        }
+        print(f"{name}: {speed:,.0f} real tokens/s", flush=True)
+    if args.agreement:
+        labelled = test.select(range(args.reviews, args.reviews + args.agreement))
+        data = batches(tokenizer, labelled["text"], args.max_length, args.batch_size)
+        labels = torch.tensor(labelled["label"])
+        for name, call in runtimes.items():
+            _, probabilities = measure(call, data)
+            results[name]["accuracy"] = float((probabilities.argmax(-1) == labels).float().mean())
+            print(f"{name}: accuracy {results[name]['accuracy']:.4f} on {args.agreement} reviews", flush=True)
+
+    report = {"machine": machine(), "threads": threads, "args": vars(args), "results": results}
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stamp}-onnx.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        f"# Inference runtimes: {Path(args.model).name}, {report['machine']['cpu']}, {threads} threads",
+        "",
+        f"`python benchmarks/onnx_runtimes.py {' '.join(sys.argv[1:])}`: "
+        f"{args.reviews} IMDb test reviews up to {args.max_length} tokens, batches of {args.batch_size} sorted by length.",
+        "",
+        "| runtime | real tokens/s | labels as PyTorch fp32 | max probability difference |"
+        + (" accuracy |" if args.agreement else ""),
+        "| --- | ---: | ---: | ---: |" + (" ---: |" if args.agreement else ""),
+    ]
+    for name, r in results.items():
+        row = f"| {name} | {r['real_tokens_per_second']:,.0f} | {r['labels_as_fp32']:.1%} | {r['max_probability_difference']:.2g} |"
+        lines.append(row + (f" {r['accuracy']:.4f} |" if args.agreement else ""))
+    (out / f"{stamp}-onnx.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out / f'{stamp}-onnx.md'}")
+
+
+if __name__ == "__main__":
+    main()

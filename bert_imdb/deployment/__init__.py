@@ -1,0 +1,1 @@
+"""Deployment formats of an exported classifier: ONNX for ONNX Runtime."""
