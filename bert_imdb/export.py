@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from bert_imdb.checkpoints.loading import load_checkpoint
-from bert_imdb.deployment.onnx_export import onnx_modules, write_onnx
+from bert_imdb.deployment.onnx_export import graph_inputs, onnx_card_section, onnx_modules, write_onnx
 from bert_imdb.errors import UserError
 from bert_imdb.models.classifier import SentimentClassifier
 from bert_imdb.models.pretrained import load_tokenizer
@@ -116,7 +116,11 @@ def export(
         tokenizer.save_pretrained(staging)
         (staging / "README.md").write_text(card, encoding="utf-8")
         if format == "onnx":
-            write_onnx(module.model, tokenizer, staging, int8=quantize == "int8")
+            written = write_onnx(module.model, tokenizer, staging, int8=quantize == "int8")
+            with (staging / "README.md").open("a", encoding="utf-8") as readme:
+                readme.write(
+                    onnx_card_section([file.name for file in written], graph_inputs(module.model, tokenizer))
+                )
         if report is not None:
             save_reliability_figure(report, staging / "reliability.png")
         if not out.exists():
