@@ -197,8 +197,12 @@ PREDICT_GRID = [(2, 2, 20, 16), (2, 0, 5, 16), (2, 2, 1, 4), (2, 1, 37, 4)]
 
 
 @pytest.mark.slow
+# In two halves, each of two layouts at once: the four in one test took up to 97 s on 2 cores.
+@pytest.mark.parametrize(
+    "layouts", [PREDICT_GRID[:2], PREDICT_GRID[2:]], ids=["20 and 5 reviews", "1 and 37 reviews"]
+)
 def test_ddp_predict_writes_every_review_once_in_input_order(
-    tiny_model, hub_dataset, workdir, best_checkpoint
+    tiny_model, hub_dataset, workdir, best_checkpoint, layouts
 ):
     words = ["wonderful", "awful", "the plot", "boring", "superb acting", "a film"]
     lines = [f"{words[i % 6]} {words[(i * 7) % 6]} {i}" for i in range(37)]
@@ -220,8 +224,8 @@ def test_ddp_predict_writes_every_review_once_in_input_order(
         )
 
     with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda case: predict(*case), PREDICT_GRID))
-    for case, done in zip(PREDICT_GRID, runs, strict=True):
+        runs = list(pool.map(lambda case: predict(*case), layouts))
+    for case, done in zip(layouts, runs, strict=True):
         assert done.returncode == 0, (case, done.stderr[-3000:])
         processes, workers, reviews, batch = case
         cli_main(
@@ -256,3 +260,45 @@ def test_ddp_predict_of_an_empty_file_ends_in_one_line(tiny_model, hub_dataset, 
         "error: predict file empty.txt is empty: put one review per line, or a text column in .csv/.jsonl"
     )
     assert "Traceback" not in done.stderr and "Initializing distributed" not in done.stderr
+
+
+BARRIER_PROBE = """
+import os, sys, time
+import torch
+from bert_imdb.distributed import TimedBarrier
+from bert_imdb.errors import UserError
+rank = int(sys.argv[1])
+torch.distributed.init_process_group("gloo", init_method=f"file://{sys.argv[2]}", rank=rank, world_size=2)
+barrier = TimedBarrier(seconds=1)
+if rank == 1:
+    time.sleep(4)  # stuck: never at the barrier in time
+    os._exit(0)
+try:
+    barrier.wait("the end of predict")
+except UserError as err:
+    print(err)
+    os._exit(0)
+os._exit(3)
+"""
+
+
+def test_a_process_that_never_reaches_the_barrier_is_named_in_one_line(tmp_path):
+    """Rank 0 waited at the predictions' barrier for ever when rank 1 never got there (a hang seen in CI)."""
+    store = tmp_path / "store"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-c", BARRIER_PROBE, str(rank), str(store)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for rank in (0, 1)
+    ]
+    said, _ = ranks[0].communicate(timeout=120)
+    ranks[1].communicate(timeout=120)
+    assert ranks[0].returncode == 0, said
+    assert said.strip() == (
+        "rank 1 did not reach the end of predict within 1 s (stuck or dead): this process stops; see that "
+        "rank's log"
+    )

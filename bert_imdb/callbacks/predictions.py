@@ -10,23 +10,31 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
+from bert_imdb.distributed import TimedBarrier
 from bert_imdb.errors import UserError
 
 COLUMNS = ["id", "label", "probability", "pos_probability"]
 
 
 class PredictionWriter(BasePredictionWriter):
-    def __init__(self, output_file: str | None = None, overwrite: bool = False):
+    def __init__(
+        self, output_file: str | None = None, overwrite: bool = False, barrier_timeout: float = 1800
+    ):
         """Where `predict` writes its rows: id, label (neg/pos), probability of that label, probability of pos.
 
         Args:
             output_file: A .csv or .jsonl path; by default predictions.csv in the run's log folder.
             overwrite: Replace `output_file` if it exists (off: an existing file is an error).
+            barrier_timeout: Seconds a process waits for the others at the end (each writes its part); one
+                that has not arrived by then is named, and the run ends.
         """
         super().__init__(write_interval="batch")
         if output_file is not None and Path(output_file).suffix not in (".csv", ".jsonl"):
             raise UserError(f"predictions.output_file={output_file} must end in .csv or .jsonl")
-        self.output_file, self.overwrite = output_file, overwrite
+        if barrier_timeout <= 0:
+            raise UserError(f"predictions.barrier_timeout={barrier_timeout} must be above 0 (seconds)")
+        self.output_file, self.overwrite, self.barrier_timeout = output_file, overwrite, barrier_timeout
+        self._barrier: TimedBarrier | None = None
         self.path: Path | None = None
         self._file = None
         self._claimed = False
@@ -76,6 +84,7 @@ class PredictionWriter(BasePredictionWriter):
         except OSError as err:
             raise self._cannot_write(err) from err
         self.rows = 0
+        self._barrier = TimedBarrier(self.barrier_timeout)
 
     def _cannot_write(self, err: OSError) -> UserError:
         return UserError(
@@ -97,14 +106,14 @@ class PredictionWriter(BasePredictionWriter):
         if stage != "predict":
             return
         self._file.close()
-        trainer.strategy.barrier()  # every part is complete
+        self._barrier.wait("the end of predict")  # every part is complete
         if trainer.is_global_zero:
             try:
                 self._merge([self._part(rank) for rank in range(trainer.world_size)])
             except OSError as err:
                 self.on_exception(trainer, None, err)
                 raise self._cannot_write(err) from err
-        trainer.strategy.barrier()
+        self._barrier.wait("the end of the merge of the predictions")
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException

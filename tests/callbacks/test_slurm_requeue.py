@@ -135,9 +135,18 @@ def scontrol_job(job: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", shown))
 
 
-def _idle_nodes() -> int:
-    shown = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%t"], capture_output=True, text=True)
-    return shown.stdout.split().count("idle") if shown.returncode == 0 else 0
+def _idle_nodes(wait: float = 90) -> int:
+    """SLURM's idle nodes, waiting up to `wait` seconds for two: just after .ci/start-slurm they are still
+    registering, and after a job they are completing (a CI run that started with these tests skipped one)."""
+    deadline = time.monotonic() + wait
+    while True:
+        shown = subprocess.run(
+            ["sinfo", "--noheader", "--Node", "--format=%t"], capture_output=True, text=True
+        )
+        idle = shown.stdout.split().count("idle") if shown.returncode == 0 else 0
+        if idle >= 2 or time.monotonic() > deadline:
+            return idle
+        time.sleep(2)
 
 
 @pytest.mark.slow
