@@ -37,6 +37,7 @@ from bert_imdb.checkpoints.resume_rules import (
 )
 from bert_imdb.checkpoints.settings_record import (
     check_allowed_names,
+    check_loader_workers,
     check_settings,
     recorded_settings,
     unchecked_settings,
@@ -180,6 +181,7 @@ class BertImdbCLI(LightningCLI):
         saved = checkpoint.get("callbacks", {}).get(ExactResume.__qualname__, {}).get("settings")
         if saved is not None:
             check_settings(ckpt_path, saved, self.settings, self.resume_allow)
+            check_loader_workers(ckpt_path, checkpoint, saved, self.settings)
             unchecked = unchecked_settings(saved, self.settings)
             if unchecked:
                 rank_zero_warn(

@@ -181,6 +181,23 @@ def check_settings(ckpt_path: Any, saved: dict, now: dict, allowed: Iterable[str
         )
 
 
+def check_loader_workers(ckpt_path: Any, checkpoint: dict, saved: dict, now: dict) -> None:
+    """Refuse another `data.num_workers` where the checkpoint stopped inside an epoch: the training loader
+    resumes from its own state, which it keeps per worker process (torchdata's StatefulDataLoader), so it
+    cannot be read with another count. At an epoch's end the loader starts afresh, and any count goes."""
+    name = "data.num_workers"
+    if saved.get(name, now.get(name)) == now.get(name):
+        return
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+    done = progress.get("current", {}).get("completed", 0)
+    if done and not progress.get("is_last_batch", True):
+        raise UserError(
+            f"checkpoint {ckpt_path} stopped inside an epoch (after batch {done}), with {name}={saved[name]}, "
+            f"and the data loader's place there is kept per worker: resume with {name}={saved[name]}, or from "
+            "a checkpoint at an epoch's end, where any count goes"
+        )
+
+
 def check_allowed_names(allowed: Iterable[str], now: dict) -> None:
     """Stop on a --resume_allow name that is no setting of this run (a typo would allow nothing)."""
     unknown = [name for name in allowed if not any(fnmatchcase(key, name) for key in now)]

@@ -2,7 +2,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, tiny_args
 
 from bert_imdb.checkpoints.settings_record import (
     MAY_CHANGE,
@@ -173,3 +173,22 @@ def test_a_learning_rate_allowed_to_change_is_the_one_the_optimizer_uses(tiny_mo
         {"setting": "model.learning_rate", "from": 0.002, "to": 0.0005, "step": step},
         {"setting": "model.weight_decay", "from": 0.01, "to": 0.2, "step": step},
     ]
+
+
+def test_another_worker_count_resumes_at_an_epoch_end_and_is_refused_inside_one(
+    tiny_model, hub_dataset, workdir
+):
+    """Inside an epoch, the loader's place is kept per worker: another count ended in torchdata's
+    AssertionError traceback (ee75b2f)."""
+    short = ["--trainer.limit_train_batches=10", "--trainer.limit_val_batches=2"]
+
+    def fit(*extra: str):
+        return cli_main(["fit", *tiny_args(tiny_model, hub_dataset, *short, *extra)])
+
+    inside = Path(fit("--trainer.max_steps=7").trainer.log_dir) / "checkpoints" / "last.ckpt"
+    with pytest.raises(SystemExit) as refused:
+        fit("--trainer.max_steps=12", "--data.num_workers=1", f"--ckpt_path={inside}")
+    assert "stopped inside an epoch (after batch 7), with data.num_workers=0" in str(refused.value.code)
+    at_end = Path(fit("--trainer.max_epochs=1").trainer.log_dir) / "checkpoints" / "last.ckpt"
+    resumed = fit("--trainer.max_epochs=2", "--data.num_workers=1", f"--ckpt_path={at_end}")
+    assert resumed.trainer.global_step == 20
