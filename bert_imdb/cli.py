@@ -206,6 +206,8 @@ class BertImdbCLI(LightningCLI):
         for callback in self.trainer.callbacks:
             if isinstance(callback, ExactResume):
                 callback.settings, callback.allowed = self.settings, self.resume_allow
+            if isinstance(callback, SlurmRequeue):
+                callback.found_by_lightning = self.config.fit.get("ckpt_path") is None
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         if self.subcommand == "predict" and self.config.predict.runtime == "onnxruntime":

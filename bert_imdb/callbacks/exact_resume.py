@@ -8,7 +8,7 @@ from lightning.pytorch.callbacks import Callback
 
 from bert_imdb.checkpoints.random_state import rng_states, seed_generators, set_rng_states
 from bert_imdb.checkpoints.resume_rules import NOT_RECORDED, check_resumable
-from bert_imdb.checkpoints.settings_record import changed_settings, check_settings
+from bert_imdb.checkpoints.settings_record import changed_settings, check_loader_workers, check_settings
 
 
 class ExactResume(Callback):
@@ -79,6 +79,7 @@ class ExactResume(Callback):
         if self.settings is None or "settings" not in saved:
             return  # built without the CLI, or a checkpoint from before settings were recorded (the CLI says)
         check_settings(trainer.ckpt_path, saved["settings"], self.settings, self.allowed)
+        check_loader_workers(trainer.ckpt_path, checkpoint, saved["settings"], self.settings)
         step = checkpoint.get("global_step", 0)
         for name, was, value in changed_settings(saved["settings"], self.settings):
             self.changes.append({"setting": name, "from": was, "to": value, "step": step})

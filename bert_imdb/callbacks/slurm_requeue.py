@@ -11,6 +11,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from bert_imdb.callbacks.safe_stop import SafeStop
+from bert_imdb.errors import UserError
 
 # The signal the sbatch templates ask for (--signal=SIGUSR1@90), and Lightning's default requeue signal.
 REQUEUE_SIGNAL = signal.SIGUSR1
@@ -24,6 +25,15 @@ def hpc_checkpoint_path(folder: str | Path) -> Path:
     return Path(folder) / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
 
 
+def slurm_job() -> str | None:
+    """This process's SLURM job (`<array job>_<task>` in an array), which `scontrol requeue` keeps; None
+    outside SLURM."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if job:
+        return f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
 class SlurmRequeue(SafeStop):
     """Under SLURM, the requeue signal is answered at the next point where a checkpoint resumes exactly
     (SafeStop's rule): a checkpoint (`hpc_ckpt_<N>.ckpt` in `trainer.default_root_dir`) and `scontrol
@@ -34,6 +44,28 @@ class SlurmRequeue(SafeStop):
     resumed run differs from one never stopped), and, with several processes, while the others are in a
     gradient all-reduce, where its barrier can meet the wrong collective.
     """
+
+    def __init__(self):
+        super().__init__()
+        # The CLI's: whether this fit was given no --ckpt_path, so that a checkpoint it resumes from is one
+        # Lightning found by itself (SLURM's hpc_ckpt_<N>.ckpt in the working directory).
+        self.found_by_lightning = False
+
+    def state_dict(self) -> dict:
+        # The job that wrote the checkpoint: its requeue continues it, another job in the same folder not.
+        return {"job": slurm_job()}
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        path = Path(str(trainer.ckpt_path or ""))
+        if trainer.state.fn != "fit" or not self.found_by_lightning or not path.name.startswith("hpc_ckpt_"):
+            return
+        written_by, this = checkpoint.get("callbacks", {}).get(self.state_key, {}).get("job"), slurm_job()
+        if written_by and this and written_by != this:
+            raise UserError(
+                f"{path} is SLURM job {written_by}'s requeue checkpoint, and this is job {this}, started in the "
+                "same folder: Lightning would resume that job's run here. Move the file away (or start this "
+                f"job in another folder), or pass --ckpt_path {path} to continue it on purpose"
+            )
 
     def signals(self, trainer) -> tuple[signal.Signals, ...]:
         # Only where Lightning set up SLURM's requeue (a batch job, not an interactive srun): its handler
@@ -55,8 +87,7 @@ class SlurmRequeue(SafeStop):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         trainer.should_stop = True
         if trainer.is_global_zero:
-            job = os.environ.get("SLURM_ARRAY_JOB_ID")
-            job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ["SLURM_JOB_ID"]
+            job = slurm_job()
             done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
             if done.returncode != 0:
                 rank_zero_warn(f"scontrol requeue {job} failed: {done.stderr.strip()}")

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,6 +127,30 @@ def test_sbatch_templates_run_a_command_the_cli_parses(template, monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         cli_main([*words[3:], "--print_config"])
     assert exit_.value.code == 0
+
+
+def test_another_jobs_requeue_checkpoint_is_not_resumed_by_a_new_job_in_its_folder(
+    tiny_model, hub_dataset, workdir, monkeypatch
+):
+    """Lightning resumes any hpc_ckpt_<N>.ckpt it finds in the working directory: a new job started there
+    trained on another job's run, with that job's settings checked against its own (ee75b2f)."""
+    for name, value in SLURM_JOB.items():
+        monkeypatch.setenv(name, value)
+
+    def fit(max_steps: int):
+        return cli_main(["fit", *tiny_args(tiny_model, hub_dataset, f"--trainer.max_steps={max_steps}")])
+
+    first = fit(3)  # job 4242: its checkpoint, as its requeue would have left it
+    (Path(first.trainer.log_dir) / "checkpoints" / "last.ckpt").rename(workdir / "hpc_ckpt_1.ckpt")
+    monkeypatch.setenv("SLURM_JOB_ID", "5555")
+    with pytest.raises(SystemExit) as refused:
+        fit(6)
+    text = str(refused.value.code)
+    assert "hpc_ckpt_1.ckpt is SLURM job 4242's requeue checkpoint, and this is job 5555" in text, text
+    assert "\n" not in text
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # its own requeue continues it
+    resumed = fit(6)
+    assert Path(resumed.trainer.ckpt_path).name == "hpc_ckpt_1.ckpt" and resumed.trainer.global_step == 6
 
 
 def scontrol_job(job: str) -> dict[str, str]:
