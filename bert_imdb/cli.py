@@ -129,6 +129,13 @@ class BertImdbCLI(LightningCLI):
         parser.add_lightning_class_args(TokenThroughputMonitor, "throughput")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="fit only: test the best checkpoint in the same process once the fit ends (no second "
+            "start-up and tokenization), logged into the same run",
+        )
+        parser.add_argument(
             "--runtime",
             type=Literal["torch", "onnxruntime"],
             default="torch",
@@ -209,6 +216,20 @@ class BertImdbCLI(LightningCLI):
             if isinstance(callback, SlurmRequeue):
                 callback.found_by_lightning = self.config.fit.get("ckpt_path") is None
 
+    def after_fit(self) -> None:
+        """`--test_after_fit`: test the best checkpoint (or, with checkpointing off, the weights the fit
+        ended with) in this process, unless a signal stopped the fit."""
+        if not self.config.fit.get("test_after_fit"):
+            return
+        if any(isinstance(c, StopOnSignal) and c.stopped is not None for c in self.trainer.callbacks):
+            return
+        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        if not best:
+            rank_zero_warn(
+                "--test_after_fit: no best checkpoint (checkpointing is off): testing the last weights"
+            )
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         if self.subcommand == "predict" and self.config.predict.runtime == "onnxruntime":
             config = self.config.predict
@@ -241,6 +262,8 @@ class BertImdbCLI(LightningCLI):
             )
         if self.subcommand == "predict":
             _prepare_predict(config)
+        if self.subcommand not in (None, "fit") and config.test_after_fit:
+            raise UserError(f"--test_after_fit is for fit: {self.subcommand} tests nothing after itself")
         if self.subcommand and config.runtime != "torch":
             check_onnx_predict(self.subcommand, config)
         elif (

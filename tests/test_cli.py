@@ -479,3 +479,20 @@ def test_best_in_a_process_of_its_own_is_the_newest_runs_best_checkpoint(
     ):
         with pytest.raises(SystemExit, match=re.escape(message)):
             cli_main([args[0], *tiny_args(tiny_model, hub_dataset), *args[1:]])
+
+
+def test_fit_tests_its_best_checkpoint_in_the_same_process_when_asked(tiny_model, hub_dataset, workdir):
+    fit = cli_main(
+        ["fit", *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1"), "--test_after_fit=true"]
+    )
+    best = fit.trainer.checkpoint_callback.best_model_path
+    assert Path(fit.trainer.ckpt_path) == Path(best)  # the best weights were tested, not the last
+    tested = float(fit.trainer.callback_metrics["test/acc"])
+    again = cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best}"])
+    assert float(again.trainer.callback_metrics["test/acc"]) == tested
+    # One run folder: the test is logged beside the fit, as a test of its checkpoint would be.
+    assert [p.name for p in (workdir / "lightning_logs" / "tiny").iterdir()] == ["version_0"]
+    with pytest.raises(SystemExit, match="--test_after_fit is for fit"):
+        cli_main(
+            ["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best}", "--test_after_fit=true"]
+        )

@@ -25,6 +25,7 @@ MAY_CHANGE = (
     "config",
     "resume_allow",
     "runtime",
+    "test_after_fit",
     "onnx_file",
     # Reporting and progress.
     "trainer.logger",
