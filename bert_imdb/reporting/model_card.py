@@ -175,6 +175,19 @@ def _public(value):
     return value
 
 
+def _changes_on_resume(checkpoint: dict) -> str:
+    """The settings a resume changed on purpose (`--resume_allow`), each with the step it took effect at:
+    the configuration above holds the last values only."""
+    changes = checkpoint.get("callbacks", {}).get("ExactResume", {}).get("changes") or []
+    if not changes:
+        return ""
+    lines = [
+        f"- `{c['setting']}`: {_public(c['from'])} to {_public(c['to'])} from step {c['step']}"
+        for c in changes
+    ]
+    return "\nChanged on resume, on purpose (`--resume_allow`):\n\n" + "\n".join(lines) + "\n"
+
+
 def model_card(module_class: type, checkpoint: dict, ckpt_path: str, sizes: dict) -> str:
     """The card of an exported checkpoint of `module_class`, with the sizes its data module recorded."""
     kind = module_class.__name__
@@ -278,4 +291,4 @@ The model and data settings of the run (`python -m bert_imdb fit --config` accep
 ```yaml
 {config}
 ```
-"""
+{_changes_on_resume(checkpoint)}"""

@@ -173,6 +173,11 @@ def test_a_learning_rate_allowed_to_change_is_the_one_the_optimizer_uses(tiny_mo
         {"setting": "model.learning_rate", "from": 0.002, "to": 0.0005, "step": step},
         {"setting": "model.weight_decay", "from": 0.01, "to": 0.2, "step": step},
     ]
+    # The export's card says so: its configuration holds the last values only.
+    last = Path(resumed.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    cli_main(["export", f"--ckpt_path={last}", f"--output_dir={workdir / 'exported'}"])
+    card = (workdir / "exported" / "README.md").read_text()
+    assert f"- `model.learning_rate`: 0.002 to 0.0005 from step {step}" in card
 
 
 def test_another_worker_count_resumes_at_an_epoch_end_and_is_refused_inside_one(
