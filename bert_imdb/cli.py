@@ -64,6 +64,7 @@ from bert_imdb.settings_errors import one_line, setting_names
 from bert_imdb.settings_ranges import check_fit_trains, check_numeric_settings
 from bert_imdb.tasks import check_pairing, import_class
 from bert_imdb.workarounds.fit_loop import ExactResumeFitLoop
+from bert_imdb.workarounds.whole_window_stop import WholeWindowEpochLoop
 
 DESCRIPTION = (
     "Fine-tune BERT on IMDb reviews (the default: SentimentClassifier on IMDbDataModule), or pre-train it "
@@ -241,6 +242,7 @@ class BertImdbCLI(LightningCLI):
             # run without a logger), and everything else still works.
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
         ExactResumeFitLoop.install(trainer)
+        WholeWindowEpochLoop.install(trainer)
         if checked_precision(trainer.precision, trainer.strategy.root_device) != trainer.precision:
             # The one fallback is bf16-mixed to 32-true on the CPU. The device is known only once the
             # Trainer is built, and a second Trainer would register the callbacks twice: swap the plugin.

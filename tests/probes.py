@@ -293,3 +293,17 @@ class SignalAtStep(L.Callback):
             self.sent = True
             for _ in range(self.times):
                 os.kill(os.getpid(), self.signum)
+
+
+class StopAtBatch(L.Callback):
+    """Stops the fit after the given batch of the first epoch, as Lightning's Timer does on `max_time`:
+    wherever that batch falls in an accumulation window."""
+
+    changes_training = False
+
+    def __init__(self, batch: int):
+        self.batch = batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx + 1 == self.batch:
+            trainer.should_stop = True
