@@ -50,7 +50,7 @@ from bert_imdb.deployment.onnx_runtime import OnnxLogits, check_onnx_predict
 from bert_imdb.errors import UserError
 from bert_imdb.exits import exit_if_stopped_by_signal, keep_write_errors_of_threads, one_line_of
 from bert_imdb.export import export
-from bert_imdb.models.classifier import SentimentClassifier
+from bert_imdb.models.classifier import CALIBRATION_FIELD, SentimentClassifier
 from bert_imdb.precision import checked_precision
 from bert_imdb.quiet import quiet_library_noise
 from bert_imdb.run_folders import (
@@ -209,6 +209,8 @@ class BertImdbCLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
+        if self.onnx_file is not None:
+            self.model.runtime = OnnxLogits(self.onnx_file, threads=torch.get_num_threads())
         if getattr(self, "trainer", None) is None or self.settings is None:
             return
         for callback in self.trainer.callbacks:
@@ -232,10 +234,6 @@ class BertImdbCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
-        if self.subcommand == "predict" and self.config.predict.runtime == "onnxruntime":
-            config = self.config.predict
-            onnx_file = Path(config.model.init_args.model_name_or_path) / config.onnx_file
-            self.model.runtime = OnnxLogits(onnx_file, threads=torch.get_num_threads())
         trainer = super().instantiate_trainer(**kwargs)
         if not trainer.loggers:
             # `--trainer.logger false`: the learning rate has nowhere to go (Lightning's monitor refuses to
@@ -266,8 +264,9 @@ class BertImdbCLI(LightningCLI):
             _prepare_predict(config)
         if self.subcommand not in (None, "fit") and config.test_after_fit:
             raise UserError(f"--test_after_fit is for fit: {self.subcommand} tests nothing after itself")
+        self.onnx_file = None
         if self.subcommand and config.runtime != "torch":
-            check_onnx_predict(self.subcommand, config)
+            self.onnx_file = check_onnx_predict(self.subcommand, config)
         elif (
             self.subcommand in ("validate", "test", "predict")
             and config.ckpt_path is None
@@ -354,7 +353,7 @@ def _is_classifier_export(model_name_or_path: str | None) -> bool:
     temperature, recorded in config.json), so that scoring it needs no checkpoint."""
     config = Path(str(model_name_or_path)) / "config.json"
     try:
-        return "calibration_temperature" in json.loads(config.read_text(encoding="utf-8"))
+        return CALIBRATION_FIELD in json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
 

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from bert_imdb.checkpoints.loading import load_checkpoint
 from bert_imdb.deployment.onnx_export import graph_inputs, onnx_card_section, onnx_modules, write_onnx
 from bert_imdb.errors import UserError
-from bert_imdb.models.classifier import SentimentClassifier
+from bert_imdb.models.classifier import CALIBRATION_FIELD, SentimentClassifier
 from bert_imdb.models.pretrained import load_tokenizer
 from bert_imdb.reporting.calibration import save_reliability_figure
 from bert_imdb.reporting.model_card import model_card
@@ -36,7 +36,7 @@ def fold_temperature(model, temperature: float) -> None:
         head.weight /= temperature
         if head.bias is not None:
             head.bias /= temperature
-    model.config.calibration_temperature = temperature
+    setattr(model.config, CALIBRATION_FIELD, temperature)
 
 
 @rank_zero_only

@@ -65,9 +65,10 @@ TRAINS_NOTHING = {"max_epochs": 0, "max_steps": 0, "limit_train_batches": 0}
 
 def check_fit_trains(trainer) -> None:
     """Refuse a fit whose Trainer settings leave it nothing to train, naming the setting."""
-    for name, value in TRAINS_NOTHING.items():
-        if trainer.get(name) == value and not isinstance(trainer.get(name), bool):
+    for name, nothing in TRAINS_NOTHING.items():
+        value = trainer.get(name)
+        if value == nothing and not isinstance(value, bool):
             raise UserError(
-                f"trainer.{name}={trainer.get(name)} leaves fit nothing to train: raise it, or run validate or test "
+                f"trainer.{name}={value} leaves fit nothing to train: raise it, or run validate or test "
                 "to evaluate without training"
             )

@@ -37,9 +37,10 @@ class OnnxLogits:
         return torch.from_numpy(logits)
 
 
-def check_onnx_predict(subcommand: str, config) -> None:
-    """Check a predict with ONNX Runtime before anything loads: the ONNX file is in the export folder the
-    model starts from (which holds the trained head and calibration), and there is no checkpoint."""
+def check_onnx_predict(subcommand: str, config) -> Path:
+    """Check a predict with ONNX Runtime before anything loads, and return the ONNX file: it is in the export
+    folder the model starts from (which holds the trained head and calibration), and there is no
+    checkpoint."""
     if subcommand != "predict":
         raise UserError(f"--runtime {config.runtime} is for predict: {subcommand} runs with PyTorch")
     if config.ckpt_path is not None:
@@ -47,20 +48,16 @@ def check_onnx_predict(subcommand: str, config) -> None:
             "--runtime onnxruntime runs an export, not a checkpoint: pass the export folder as "
             "--model.model_name_or_path, without --ckpt_path"
         )
-    if config.trainer.get("devices") not in (None, 1, "1", "auto") or config.trainer.get(
-        "accelerator"
-    ) not in (
-        None,
-        "cpu",
-        "auto",
-    ):
+    devices, accelerator = config.trainer.get("devices"), config.trainer.get("accelerator")
+    if devices not in (None, 1, "1", "auto") or accelerator not in (None, "cpu", "auto"):
         raise UserError(
             "--runtime onnxruntime runs in one process on the CPU: set --trainer.accelerator cpu --trainer.devices 1"
         )
-    folder = Path(config.model.init_args.model_name_or_path)
-    if not (folder / config.onnx_file).is_file():
+    onnx_file = Path(config.model.init_args.model_name_or_path) / config.onnx_file
+    if not onnx_file.is_file():
         raise UserError(
-            f"{folder} has no {config.onnx_file}: write it with bert-imdb export --format onnx, and pass that "
-            "export folder as --model.model_name_or_path"
+            f"{onnx_file.parent} has no {config.onnx_file}: write it with bert-imdb export --format onnx, and "
+            "pass that export folder as --model.model_name_or_path"
         )
     config.trainer.accelerator, config.trainer.devices = "cpu", 1
+    return onnx_file

@@ -38,6 +38,9 @@ from bert_imdb.workarounds.attention_interface import takes_prepared_masks
 from bert_imdb.workarounds.weighted_mean import WeightedMean
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+# The config.json field of a classifier bert_imdb exported: the temperature folded into its head. Its presence
+# is also what marks a model folder as trained for this task (export.py writes it).
+CALIBRATION_FIELD = "calibration_temperature"
 
 
 class SentimentClassifier(L.LightningModule):
@@ -129,7 +132,7 @@ class SentimentClassifier(L.LightningModule):
         self._loaded_step: int | None = None
         # Trained weights without a checkpoint: fitted in this process, or a bert_imdb export's (its config
         # records the calibration the export folded in).
-        self._trained = hasattr(self.model.config, "calibration_temperature")
+        self._trained = hasattr(self.model.config, CALIBRATION_FIELD)
         self._fit_data: dict = {}  # the data settings of the checkpoint's fit, when one is evaluated
         # Called on a batch in place of the model, where predict runs another runtime (ONNX Runtime: cli.py).
         self.runtime = None
