@@ -274,6 +274,9 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
     # SLURM holds a requeued job for two minutes before it may start again; no need to wait for that here.
     # The rerun gets its time back: a limit 100 s after its start would signal it again.
     wait_for(lambda: scontrol_job(job)["JobState"] == "PENDING", seconds=60)
+    # Until the first run has left its nodes, their slurmd still holds the job's revoked credential, and a
+    # rerun started there at once is killed ("Job credential revoked", seen in CI): wait for them.
+    _idle_nodes()
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now", "TimeLimit=5"], check=True)
     wait_for(
         lambda: scontrol_job(job)["JobState"] in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"), seconds=240
