@@ -155,7 +155,6 @@ class MaskingCollator:
         tokenizer: PreTrainedTokenizerBase,
         mlm_probability: float,
         whole_word_mask: bool,
-        seed: int | None = None,
     ):
         self.collate = DataCollatorForLanguageModeling(
             tokenizer,
@@ -164,11 +163,10 @@ class MaskingCollator:
             # transformers masks whole words with [MASK] only; said here so that it does not warn.
             mask_replace_prob=1.0 if whole_word_mask else 0.8,
             random_replace_prob=0.0 if whole_word_mask else 0.1,
-            seed=seed,
         )
 
     def __call__(self, features: list[dict]) -> dict:
-        """Pad and mask, with the collator's own generator when it was given a seed."""
+        """Pad and mask, with this process's torch generator."""
         return with_host_counts(self.collate(_with_padded_offsets(features)), features)
 
     def pad(self, features: list[dict]) -> dict:
@@ -223,8 +221,12 @@ def mask_once(
 ) -> dict:
     """Masks for validation, drawn once with a fixed seed and cached: the same tokens are masked in every
     epoch and every run, so validation perplexities can be compared."""
-    collate = MaskingCollator(tokenizer, mlm_probability, whole_word_mask, seed=seed + indices[0])
-    masked = collate([dict(zip(batch, row, strict=True)) for row in zip(*batch.values(), strict=True)])
+    # The process's generator, seeded for this batch and put back after: the collator's own `seed` refuses
+    # to draw in any process but the main one outside a DataLoader (a forked or spawned DDP rank).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + indices[0])
+        collate = MaskingCollator(tokenizer, mlm_probability, whole_word_mask)
+        masked = collate([dict(zip(batch, row, strict=True)) for row in zip(*batch.values(), strict=True)])
     lengths = [len(ids) for ids in batch["input_ids"]]
     out = {
         column: [row[:n] for row, n in zip(masked[column].tolist(), lengths, strict=True)]
@@ -295,7 +297,7 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
                 "has only a slow one: add its tokenizer.json, or set data.whole_word_mask false"
             )
         # Fresh masks for every training batch, from the main process's generator, which seed_everything
-        # seeds and checkpoints keep (callbacks/exact_resume.py).
+        # seeds and checkpoints keep (resume/exact_resume.py).
         self.masking = MaskingCollator(self.tokenizer, mlm_probability, whole_word_mask)
         self.datasets: dict[str, Dataset] = {}
 
