@@ -21,9 +21,9 @@ from pathlib import Path
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from bert_imdb.checkpoints.loading import load_checkpoint
 from bert_imdb.reporting.by_length import DROPPED_EDGES, TOKEN_EDGES, bucket_names
-from bert_imdb.run_folders import newest_best_checkpoint
+from bert_imdb.resume.finding import newest_best_checkpoint
+from bert_imdb.resume.loading import load_checkpoint
 
 
 def best(config: str) -> str:

@@ -15,33 +15,15 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins import Precision
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from bert_imdb.callbacks.early_stopping import EarlyStop
-from bert_imdb.callbacks.exact_resume import ExactResume
-from bert_imdb.callbacks.last_checkpoint import LastCheckpoint
 from bert_imdb.callbacks.predictions import PredictionWriter
 from bert_imdb.callbacks.save_config import SaveConfigBesideExisting
-from bert_imdb.callbacks.slurm_requeue import SlurmRequeue
-from bert_imdb.callbacks.stop_on_signal import StopOnSignal
 from bert_imdb.callbacks.throughput import TokenThroughputMonitor
 from bert_imdb.callbacks.validation_record import ValidationRecord
-from bert_imdb.checkpoints.atomic_io import AtomicCheckpointIO
-from bert_imdb.checkpoints.loading import load_checkpoint
-from bert_imdb.checkpoints.resume_rules import (
-    IN_CONFIG,
-    NOT_RECORDED,
-    check_resumable,
-    check_same_model_class,
-)
-from bert_imdb.checkpoints.settings_record import (
-    check_allowed_names,
-    check_loader_workers,
-    check_settings,
-    recorded_settings,
-    unchecked_settings,
-)
 from bert_imdb.config_files import check_config_files
 from bert_imdb.data.review_files import scan_reviews
 from bert_imdb.data.sentiment import IMDbDataModule
@@ -53,13 +35,32 @@ from bert_imdb.export import export
 from bert_imdb.models.classifier import CALIBRATION_FIELD, SentimentClassifier
 from bert_imdb.precision import checked_precision
 from bert_imdb.quiet import quiet_library_noise
-from bert_imdb.run_folders import (
-    claim_run_folder,
+from bert_imdb.resume.atomic_io import AtomicCheckpointIO
+from bert_imdb.resume.exact_resume import ExactResume
+from bert_imdb.resume.finding import (
     continue_last_run,
+    continue_requeued_job,
     find_best_checkpoint,
     log_into_checkpoint_run,
-    release_unused_run_folder,
 )
+from bert_imdb.resume.last_checkpoint import LastCheckpoint
+from bert_imdb.resume.loading import load_checkpoint
+from bert_imdb.resume.rules import (
+    IN_CONFIG,
+    NOT_RECORDED,
+    check_resumable,
+    check_same_model_class,
+)
+from bert_imdb.resume.settings_record import (
+    check_allowed_names,
+    check_loader_workers,
+    check_settings,
+    recorded_settings,
+    unchecked_settings,
+)
+from bert_imdb.resume.slurm_requeue import SlurmRequeue
+from bert_imdb.resume.stop_on_signal import StopOnSignal
+from bert_imdb.run_folders import claim_run_folder, release_unused_run_folder
 from bert_imdb.settings_errors import one_line, setting_names
 from bert_imdb.settings_ranges import check_fit_trains, check_numeric_settings
 from bert_imdb.tasks import check_pairing, import_class
@@ -175,6 +176,10 @@ class BertImdbCLI(LightningCLI):
         self.resume_allow = tuple(self.config[subcommand].get("resume_allow") or ()) if subcommand else ()
         if self.settings is not None:
             check_allowed_names(self.resume_allow, self.settings)
+        if subcommand == "fit" and ckpt_path in (None, "hpc") and SLURMEnvironment.detect():
+            # A requeued job: its checkpoint, from its run folder, checked like any other.
+            ckpt_path = continue_requeued_job(self.config.fit) or ckpt_path
+            self.config.fit.ckpt_path = ckpt_path
         if _is_file_path(ckpt_path) and subcommand == "fit":
             self._check_same_setup(ckpt_path, self.config[subcommand])
         elif _is_file_path(ckpt_path):
@@ -182,8 +187,8 @@ class BertImdbCLI(LightningCLI):
 
     def _check_same_setup(self, ckpt_path: str | Path, config) -> None:
         """Stop a resume whose settings differ from those the checkpoint recorded (deny by default:
-        checkpoints/settings_record.py), before anything is built. A checkpoint from before settings were
-        recorded is checked on the settings checkpoints/resume_rules.py names, and the run says so."""
+        resume/settings_record.py), before anything is built. A checkpoint from before settings were
+        recorded is checked on the settings resume/rules.py names, and the run says so."""
         checkpoint = load_checkpoint(str(ckpt_path), mmap=True)
         check_same_model_class(ckpt_path, checkpoint, config.model.class_path)
         saved = checkpoint.get("callbacks", {}).get(ExactResume.__qualname__, {}).get("settings")

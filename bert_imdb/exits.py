@@ -11,8 +11,8 @@ import threading
 import lightning as L
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from bert_imdb.callbacks.stop_on_signal import StopOnSignal
 from bert_imdb.errors import UserError
+from bert_imdb.resume.stop_on_signal import StopOnSignal
 
 # What a full, read-only or forbidden disk raises, wherever the write was (a logger's events, a config, a
 # results file): each ends in one line. Checkpoints, exports and predictions say their own path.

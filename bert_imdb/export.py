@@ -8,13 +8,13 @@ from typing import Literal
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from bert_imdb.checkpoints.loading import load_checkpoint
 from bert_imdb.deployment.onnx_export import graph_inputs, onnx_card_section, onnx_modules, write_onnx
 from bert_imdb.errors import UserError
 from bert_imdb.models.classifier import CALIBRATION_FIELD, SentimentClassifier
 from bert_imdb.models.pretrained import load_tokenizer
 from bert_imdb.reporting.calibration import save_reliability_figure
 from bert_imdb.reporting.model_card import model_card
+from bert_imdb.resume.loading import load_checkpoint
 from bert_imdb.sources import looks_like_path
 from bert_imdb.tasks import data_module_state, module_of_checkpoint
 

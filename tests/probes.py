@@ -16,7 +16,7 @@ from bert_imdb.models.classifier import SentimentClassifier
 
 
 class KillDuringCheckpointWrite(L.Callback):
-    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+    changes_training = False  # a probe: a resume may add or drop it (resume/settings_record.py)
 
     def __init__(self, nth: int = 2):
         """SIGKILL during the nth write of last.ckpt: its bytes are on disk, the rename has not happened.
@@ -40,7 +40,7 @@ class KillDuringCheckpointWrite(L.Callback):
 
 
 class RecordTrainingSamples(L.Callback):
-    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+    changes_training = False  # a probe: a resume may add or drop it (resume/settings_record.py)
 
     def __init__(self, folder: str):
         """Write, per rank, a fingerprint of every training example it saw to <folder>/rank<N>.json.
@@ -61,7 +61,7 @@ class RecordTrainingSamples(L.Callback):
 
 
 class MarkTraining(L.Callback):
-    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+    changes_training = False  # a probe: a resume may add or drop it (resume/settings_record.py)
 
     def __init__(self, path: str, step: int = 3):
         """Write the global step at the start of training to <path>.start, and touch <path> once training
@@ -82,7 +82,7 @@ class MarkTraining(L.Callback):
 
 
 class KillAtStep(L.Callback):
-    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+    changes_training = False  # a probe: a resume may add or drop it (resume/settings_record.py)
 
     def __init__(self, step: int, process_group: bool = False):
         """SIGKILL the run once it has finished optimizer step `step`.
@@ -102,7 +102,7 @@ class KillAtStep(L.Callback):
 
 
 class RecordMasks(L.Callback):
-    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+    changes_training = False  # a probe: a resume may add or drop it (resume/settings_record.py)
 
     def __init__(self, folder: str, batches: int = 2):
         """Write, per rank, which positions of its first `batches` training batches were masked for MLM, and
@@ -127,7 +127,7 @@ class RecordMasks(L.Callback):
 
 
 class KillDuringValidation(L.Callback):
-    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+    changes_training = False  # a probe: a resume may add or drop it (resume/settings_record.py)
 
     def __init__(self, epoch: int):
         """SIGKILL the run in the middle of the validation that ends training epoch `epoch` (0-based; the
@@ -146,7 +146,7 @@ class KillDuringValidation(L.Callback):
 
 
 class RecordMetrics(L.Callback):
-    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+    changes_training = False  # a probe: a resume may add or drop it (resume/settings_record.py)
 
     def __init__(self, path: str):
         """Write the metrics of a validate or test run (as every process holds them, from rank 0) to `path`.
@@ -168,7 +168,7 @@ class RecordMetrics(L.Callback):
 
 
 class SlowFirstRun(L.Callback):
-    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+    changes_training = False  # a probe: a resume may add or drop it (resume/settings_record.py)
 
     def __init__(self, seconds: float, after_step: int = 2, marker: str | None = None):
         """In the first run of a SLURM job (not a requeued one), sleep this long after every step from
@@ -197,7 +197,7 @@ class NoTensorReads(L.Callback):
     from the start of each training or validation batch to the end of its last batch-end hook: on a GPU
     each would wait for the device. Runs last among the callbacks, so theirs are watched too."""
 
-    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+    changes_training = False  # a probe: a resume may add or drop it (resume/settings_record.py)
 
     def __init__(self):
         self.reads: list[str] = []
@@ -238,7 +238,7 @@ class NoTensorReads(L.Callback):
 
 
 class RecordTrainedBatches(L.Callback):
-    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+    changes_training = False  # a probe: a resume may add or drop it (resume/settings_record.py)
 
     def __init__(self, path: str):
         """Append, for every training batch, its step, epoch, learning rate and a fingerprint of its tokens,
@@ -276,7 +276,7 @@ class SmoothedClassifier(SentimentClassifier):
 
 
 class SignalAtStep(L.Callback):
-    changes_training = False  # a probe: a resume may add or drop it (checkpoints/settings_record.py)
+    changes_training = False  # a probe: a resume may add or drop it (resume/settings_record.py)
 
     def __init__(self, batch: int, signum: int = 15, times: int = 1):
         """Send this process a signal at the end of a training batch, as a scheduler or a user would.

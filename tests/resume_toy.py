@@ -30,11 +30,11 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
 from bert_imdb.callbacks.early_stopping import EarlyStop
-from bert_imdb.callbacks.exact_resume import ExactResume
-from bert_imdb.callbacks.last_checkpoint import LastCheckpoint
-from bert_imdb.callbacks.slurm_requeue import SlurmRequeue
 from bert_imdb.cli import BEST_CHECKPOINT
 from bert_imdb.data.samplers import LengthGroupedSampler
+from bert_imdb.resume.exact_resume import ExactResume
+from bert_imdb.resume.last_checkpoint import LastCheckpoint
+from bert_imdb.resume.slurm_requeue import SlurmRequeue
 from bert_imdb.workarounds.fit_loop import ExactResumeFitLoop
 
 

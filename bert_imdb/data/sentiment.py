@@ -228,7 +228,7 @@ class IMDbDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         # Kept in checkpoints by Lightning: export writes the sizes into the model card, and a resume must
-        # pad as the run did (checkpoints/resume_rules.py).
+        # pad as the run did (resume/rules.py).
         sizes = {split: len(self.datasets[split]) for split in ("train", "val") if split in self.datasets}
         return {**sizes, "pad_to_multiple_of": self.pad_multiple()}
 

@@ -353,5 +353,5 @@ class SentimentClassifier(L.LightningModule):
         return adamw_with_linear_warmup(self)
 
     def apply_optimizer_settings(self, **changed) -> None:
-        """A resume's learning rate or weight decay changed on purpose (callbacks/exact_resume.py)."""
+        """A resume's learning rate or weight decay changed on purpose (resume/exact_resume.py)."""
         apply_optimizer_settings(self, **changed)

@@ -6,9 +6,9 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from bert_imdb.checkpoints.random_state import rng_states, seed_generators, set_rng_states
-from bert_imdb.checkpoints.resume_rules import NOT_RECORDED, check_resumable
-from bert_imdb.checkpoints.settings_record import changed_settings, check_loader_workers, check_settings
+from bert_imdb.resume.random_state import rng_states, seed_generators, set_rng_states
+from bert_imdb.resume.rules import NOT_RECORDED, check_resumable
+from bert_imdb.resume.settings_record import changed_settings, check_loader_workers, check_settings
 
 
 class ExactResume(Callback):
@@ -24,10 +24,10 @@ class ExactResume(Callback):
     gives every process the same seed, so each would otherwise draw the same dropout and MLM masks.
 
     A checkpoint resumes only with the number of processes, batch size and gradient accumulation it was
-    trained with (checkpoints/resume_rules.py): anything else would train other batches than the run that
+    trained with (resume/rules.py): anything else would train other batches than the run that
     was stopped. And it records the run's resolved settings (`settings`, set by the CLI), against which
     every resume is checked, whatever found the checkpoint (a path, last, hpc, SLURM's own requeue):
-    checkpoints/settings_record.py. A change allowed on purpose (`allowed`) is applied to the optimizer for
+    resume/settings_record.py. A change allowed on purpose (`allowed`) is applied to the optimizer for
     real, and recorded with the step it took effect at.
     """
 

@@ -3,7 +3,7 @@ resume is exact."""
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from bert_imdb.callbacks.safe_stop import optimizer_step_taken
+from bert_imdb.resume.safe_stop import optimizer_step_taken
 from bert_imdb.workarounds.checkpoint_at_epoch_end import save_at_epoch_end
 from bert_imdb.workarounds.validation_follows import validation_follows
 
@@ -17,7 +17,7 @@ class LastCheckpoint(ModelCheckpoint):
     counts the epoch as done without validating it, then starts the next epoch from the saved end of the
     data, which is at once exhausted, so a whole epoch is never trained (seen: a 48-step run resumed from
     step 16 of 16 ended at step 32). Checkpoints at the end of an epoch resume exactly
-    (tests/callbacks/test_exact_resume.py), so that is where this one saves instead. With `every_n_train_steps` set,
+    (tests/resume/test_exact_resume.py), so that is where this one saves instead. With `every_n_train_steps` set,
     ModelCheckpoint saves at no epoch's end, so the epoch's save is made here, through ModelCheckpoint's own save
     (workarounds/checkpoint_at_epoch_end.py).
 

@@ -3,7 +3,7 @@
 A resumed run must train the batches the stopped run would have trained next, on the model it trained.
 The model and data settings are checked from the config, before LightningCLI builds the classes (it would
 otherwise replace the model's arguments by the checkpoint's); the processes, batch size and accumulation
-once the Trainer exists (callbacks/exact_resume.py). Both read this one table.
+once the Trainer exists (resume/exact_resume.py). Both read this one table.
 """
 
 from bert_imdb.errors import UserError

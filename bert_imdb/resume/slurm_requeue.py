@@ -10,8 +10,9 @@ from pathlib import Path
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from bert_imdb.callbacks.safe_stop import SafeStop
 from bert_imdb.errors import UserError
+from bert_imdb.resume.last_checkpoint import LastCheckpoint
+from bert_imdb.resume.safe_stop import SafeStop
 
 # The signal the sbatch templates ask for (--signal=SIGUSR1@90), and Lightning's default requeue signal.
 REQUEUE_SIGNAL = signal.SIGUSR1
@@ -36,8 +37,10 @@ def slurm_job() -> str | None:
 
 class SlurmRequeue(SafeStop):
     """Under SLURM, the requeue signal is answered at the next point where a checkpoint resumes exactly
-    (SafeStop's rule): a checkpoint (`hpc_ckpt_<N>.ckpt` in `trainer.default_root_dir`) and `scontrol
-    requeue`.
+    (SafeStop's rule): a checkpoint (`hpc_ckpt_<N>.ckpt` in the run's own checkpoints folder, beside
+    last.ckpt, recording this job) and `scontrol requeue`. The requeued job finds it there by its job id
+    (resume/finding.py) and resumes through the same checks as any `--ckpt_path`; another
+    job started in the same folder starts a run of its own.
 
     Written because Lightning 2.6's own handler saves inside the signal handler, wherever the process is at
     that moment: in the middle of a step (the checkpoint then holds a batch fetched but not trained, and the
@@ -48,7 +51,8 @@ class SlurmRequeue(SafeStop):
     def __init__(self):
         super().__init__()
         # The CLI's: whether this fit was given no --ckpt_path, so that a checkpoint it resumes from is one
-        # Lightning found by itself (SLURM's hpc_ckpt_<N>.ckpt in the working directory).
+        # Lightning found by itself (an hpc_ckpt_<N>.ckpt in default_root_dir, where versions before the
+        # run folder's wrote them).
         self.found_by_lightning = False
 
     def state_dict(self) -> dict:
@@ -78,7 +82,12 @@ class SlurmRequeue(SafeStop):
         self._save_and_requeue(trainer)
 
     def _save_and_requeue(self, trainer) -> None:
-        path = hpc_checkpoint_path(trainer.default_root_dir)
+        # Beside last.ckpt: the run's checkpoints folder (each ModelCheckpoint resolves its dirpath on every
+        # process in its setup); without checkpointing, default_root_dir, where Lightning's auto-resume looks.
+        folders = [c.dirpath for c in trainer.checkpoint_callbacks if isinstance(c, LastCheckpoint)]
+        folder = next(iter(folders), None) or getattr(trainer.checkpoint_callback, "dirpath", None)
+        folder = folder or trainer.default_root_dir
+        path = hpc_checkpoint_path(folder)
         trainer.save_checkpoint(path)  # every process: each adds its random states
         rank_zero_info(f"SLURM's requeue signal: saved {path} at step {trainer.global_step}; stopping")
         # The job ends here, cleanly: SLURM answers the requeue with SIGTERM, on which Lightning's handler

@@ -8,8 +8,8 @@ from pathlib import Path
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info
 
-from bert_imdb.callbacks.last_checkpoint import LastCheckpoint
-from bert_imdb.callbacks.safe_stop import SafeStop
+from bert_imdb.resume.last_checkpoint import LastCheckpoint
+from bert_imdb.resume.safe_stop import SafeStop
 from bert_imdb.workarounds.checkpoint_at_epoch_end import save_at_epoch_end
 
 
@@ -17,7 +17,7 @@ class StopOnSignal(SafeStop):
     """The first signal stops the fit at the next point where a checkpoint resumes exactly (SafeStop's
     rule), saving `last.ckpt` there (what `--ckpt_path last` continues from); the CLI then exits non-zero,
     saying where the checkpoint is. A second signal stops at once: checkpoints are written to a temporary
-    name and renamed (checkpoints/atomic_io.py), so none is left half-written.
+    name and renamed (resume/atomic_io.py), so none is left half-written.
 
     Lightning 2.6 answers SIGTERM by leaving its loops with a SystemExit of status 0 and no checkpoint, and
     SIGINT by exiting with status 1 and no checkpoint.

@@ -13,5 +13,5 @@ version's behaviour changes (tests/workarounds/), saying the workaround can go.
 
 Two more work around a library through public API only, and live where they are used:
 models/inputs.py (transformers' read of the padding mask back from the device) and
-checkpoints/atomic_io.py (Lightning's checkpoint save through the system temp folder).
+resume/atomic_io.py (Lightning's checkpoint save through the system temp folder).
 """

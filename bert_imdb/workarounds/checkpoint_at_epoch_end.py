@@ -3,7 +3,7 @@
 
 Private names: `ModelCheckpoint._should_skip_saving_checkpoint`, `_save_topk_checkpoint`,
 `_monitor_candidates`. When to drop: tests/workarounds/test_private_names.py fails when these
-names change; the resume grid in tests/callbacks/test_exact_resume.py fails if their behaviour does.
+names change; the resume grid in tests/resume/test_exact_resume.py fails if their behaviour does.
 """
 
 from lightning.pytorch.callbacks import ModelCheckpoint

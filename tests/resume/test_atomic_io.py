@@ -3,8 +3,8 @@ import errno
 import pytest
 import torch
 
-from bert_imdb.checkpoints.atomic_io import AtomicCheckpointIO
 from bert_imdb.errors import UserError
+from bert_imdb.resume.atomic_io import AtomicCheckpointIO
 
 
 def test_a_save_that_fails_leaves_the_previous_checkpoint_and_no_partial(tmp_path, monkeypatch):

@@ -2,8 +2,8 @@
 
 from conftest import tiny_args
 
-from bert_imdb.callbacks.last_checkpoint import LastCheckpoint
 from bert_imdb.cli import cli_main
+from bert_imdb.resume.last_checkpoint import LastCheckpoint
 
 
 def test_a_time_interval_save_waits_for_the_end_of_the_accumulation_window(

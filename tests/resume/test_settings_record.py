@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, tiny_args
 
-from bert_imdb.checkpoints.settings_record import (
+from bert_imdb.cli import cli_main
+from bert_imdb.errors import UserError
+from bert_imdb.resume.settings_record import (
     MAY_CHANGE,
     changed_settings,
     check_allowed_names,
@@ -12,8 +14,6 @@ from bert_imdb.checkpoints.settings_record import (
     may_change,
     recorded_settings,
 )
-from bert_imdb.cli import cli_main
-from bert_imdb.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import yaml
 from conftest import REPO, SLURM_JOB, tiny_args
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-from bert_imdb.callbacks.slurm_requeue import SlurmRequeue
 from bert_imdb.cli import cli_main
+from bert_imdb.resume.slurm_requeue import SlurmRequeue
 
 
 def wait_for(condition, seconds: float = 120) -> None:
@@ -57,7 +57,8 @@ def test_sigusr1_checkpoints_requeues_and_the_rerun_resumes(tiny_model, hub_data
     wait_for(lambda: marker.exists() or first.poll() is not None)
     assert first.poll() is None, "the fit ended before it could be signalled"
     first.send_signal(signal.SIGUSR1)
-    hpc = workdir / "hpc_ckpt_1.ckpt"
+    run = workdir / "lightning_logs" / "tiny" / "job4242"
+    hpc = run / "checkpoints" / "hpc_ckpt_1.ckpt"  # in the run's folder, not the working directory
     wait_for(lambda: calls.exists() and hpc.exists())
     first.kill()  # SLURM ends the job once it is requeued
     first.wait()
@@ -70,7 +71,6 @@ def test_sigusr1_checkpoints_requeues_and_the_rerun_resumes(tiny_model, hub_data
     second = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-3000:]
     assert int(marker.with_suffix(".start").read_text()) == saved_step, "the rerun did not resume"
-    run = workdir / "lightning_logs" / "tiny" / "job4242"
     assert {"config.yaml", "config-1.yaml"} <= {p.name for p in run.iterdir()}
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] > saved_step
 
@@ -94,7 +94,7 @@ def test_the_requeue_saves_only_where_an_optimizer_step_was_taken(
     micro-batches would never train after the requeue."""
     monkeypatch.setattr(SLURMEnvironment, "detect", staticmethod(lambda: True))
     # No validation in this epoch (a save where one follows waits for it: tests/test_resume_scenarios.py).
-    monkeypatch.setattr("bert_imdb.callbacks.safe_stop.validation_follows", lambda trainer: False)
+    monkeypatch.setattr("bert_imdb.resume.safe_stop.validation_follows", lambda trainer: False)
     requeue, saves = SlurmRequeue(), []
     monkeypatch.setattr(requeue, "_save_and_requeue", lambda trainer: saves.append(batch_idx))
     trainer = Trainer(accumulate)
@@ -129,11 +129,52 @@ def test_sbatch_templates_run_a_command_the_cli_parses(template, monkeypatch):
     assert exit_.value.code == 0
 
 
-def test_another_jobs_requeue_checkpoint_is_not_resumed_by_a_new_job_in_its_folder(
+def test_a_requeue_checkpoint_is_resumed_by_its_own_job_only_and_through_the_settings_check(
     tiny_model, hub_dataset, workdir, monkeypatch
 ):
     """Lightning resumes any hpc_ckpt_<N>.ckpt it finds in the working directory: a new job started there
-    trained on another job's run, with that job's settings checked against its own (ee75b2f)."""
+    trained on another job's run, and a config edited between two requeues was trained on unchecked
+    (ee75b2f). The requeue checkpoint now lives in its run's folder and records its job."""
+    for name, value in SLURM_JOB.items():
+        monkeypatch.setenv(name, value)
+
+    def fit(max_steps: int, *more: str):
+        return cli_main(
+            ["fit", *tiny_args(tiny_model, hub_dataset, f"--trainer.max_steps={max_steps}"), *more]
+        )
+
+    first = fit(3)  # job 4242: its checkpoint, as its requeue leaves it (a last.ckpt records the job too)
+    checkpoints = Path(first.trainer.log_dir) / "checkpoints"
+    hpc = checkpoints / "hpc_ckpt_1.ckpt"
+    (checkpoints / "last.ckpt").rename(hpc)
+
+    monkeypatch.setenv("SLURM_JOB_ID", "5555")  # another job, in the same folder: a run of its own
+    with pytest.warns(UserWarning) as said:
+        other = fit(2)
+    assert other.trainer.ckpt_path is None and other.trainer.global_step == 2
+    assert Path(other.trainer.log_dir).name == "version_1"
+    expected = (
+        f"{hpc} is SLURM job 4242's requeue checkpoint, and this is job 5555: this fit starts a new run; "
+        f"pass --ckpt_path {hpc} to continue that one instead"
+    )
+    assert expected in [str(w.message) for w in said], [str(w.message) for w in said]
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # its own requeue, its config edited since: refused
+    with pytest.raises(SystemExit) as refused:
+        fit(6, "--model.learning_rate=0.003")
+    text = str(refused.value.code)
+    assert "model.learning_rate=0.002" in text and "model.learning_rate=0.003" in text, text
+    assert "\n" not in text
+    resumed = fit(6)  # as it was: continued from its checkpoint, in its own run folder
+    assert Path(resumed.trainer.ckpt_path).resolve() == hpc.resolve() and resumed.trainer.global_step == 6
+    assert Path(resumed.trainer.log_dir).name == "version_0"
+
+
+def test_another_jobs_requeue_checkpoint_where_earlier_versions_wrote_it_is_not_resumed(
+    tiny_model, hub_dataset, workdir, monkeypatch
+):
+    """Lightning still resumes any hpc_ckpt_<N>.ckpt in the working directory (default_root_dir), where
+    earlier versions wrote them: a new job started there trained on another job's run (ee75b2f)."""
     for name, value in SLURM_JOB.items():
         monkeypatch.setenv(name, value)
 
@@ -219,27 +260,11 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
         "data": {"dataset": hub_dataset, "max_length": 64, "batch_size": 8, "val_fraction": 0.2},
     }
     config.write_text(yaml.safe_dump(settings))
+    whole_config = workdir / "whole.yaml"  # its own: the job's is edited below, while this one may start
+    whole_config.write_text(yaml.safe_dump(settings))
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "CONFIG": str(config)}
     (workdir / ".venv").symlink_to(sys.prefix)  # the template activates .venv in its working folder
     (workdir / "runs").mkdir()
-    # The same run, never stopped, for comparison: 2 processes outside SLURM.
-    whole = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bert_imdb",
-            "fit",
-            f"--config={config}",
-            "--trainer.devices=2",
-            "--trainer.strategy=ddp",
-        ],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
     # The template as it is, with CPU overrides: no GPUs, 2 tasks (on one node or one on each of two), 5
     # minutes, brought down below once the job trains; the first run sleeps between steps to still be
     # training when the signal comes. Two processes either way: the same ranks, the same batches.
@@ -265,6 +290,26 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
     # submission would send it while the processes were still starting (and it killed them). Once the job
     # trains, its limit is brought to 100 s from now: the signal comes within 10 s.
     wait_for(lambda: (workdir / "training").exists(), seconds=120)
+    # The same run, never stopped, for comparison: 2 processes outside SLURM, started once the job trains
+    # (so that both do not start on the 2 cores at once: the job then trains ~15 s sooner, and its time
+    # limit, in whole minutes, can be the next one).
+    whole = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bert_imdb",
+            "fit",
+            f"--config={whole_config}",
+            "--trainer.devices=2",
+            "--trainer.strategy=ddp",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     hours, minutes, seconds = map(int, scontrol_job(job)["RunTime"].split(":"))
     limit = 3600 * hours + 60 * minutes + seconds + 100
     subprocess.run(
@@ -274,24 +319,46 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
     # SLURM holds a requeued job for two minutes before it may start again; no need to wait for that here.
     # The rerun gets its time back: a limit 100 s after its start would signal it again.
     wait_for(lambda: scontrol_job(job)["JobState"] == "PENDING", seconds=60)
-    # Until the first run has left its nodes, their slurmd still holds the job's revoked credential, and a
-    # rerun started there at once is killed ("Job credential revoked", seen in CI): wait for them.
-    _idle_nodes()
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now", "TimeLimit=5"], check=True)
-    wait_for(
-        lambda: scontrol_job(job)["JobState"] in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED"), seconds=240
-    )
+    ended = ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED")
+
+    def start_the_rerun() -> None:
+        # Until the last run has left its nodes, their slurmd still holds the job's revoked credential, and
+        # a rerun started there at once is killed ("Job credential revoked", seen in CI): wait for them.
+        _idle_nodes()
+        subprocess.run(["scontrol", "release", job], capture_output=True)  # held by requeuehold, if it was
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now", "TimeLimit=5"], check=True)
+        wait_for(lambda: scontrol_job(job)["JobState"] in ended, seconds=240)
+
+    restarts = "1"
+    if template == "one-node.sbatch":
+        # The config edited between two requeues: the rerun refuses it in one line and trains nothing
+        # (ee75b2f trained on). Put back, and the job requeued once more, it resumes as below.
+        config.write_text(
+            yaml.safe_dump({**settings, "model": {**settings["model"], "learning_rate": 0.003}})
+        )
+        start_the_rerun()
+        log = (workdir / f"bert_imdb-{job}.out").read_text()
+        assert scontrol_job(job)["JobState"] == "FAILED", log[-3000:]
+        assert "model.learning_rate=0.002, this run has model.learning_rate=0.003" in log, log[-3000:]
+        assert "Traceback" not in log
+        config.write_text(yaml.safe_dump(settings))
+        # Held: a failed job requeued is started at once, on nodes whose slurmd still holds its revoked
+        # credential (and killed: seen).
+        subprocess.run(["scontrol", "requeuehold", job], check=True)
+        wait_for(lambda: scontrol_job(job)["JobState"] == "PENDING", seconds=60)
+        restarts = "2"
+    start_the_rerun()
     assert whole.wait(timeout=240) == 0, whole.stderr.read()[-3000:]
 
     log = (workdir / f"bert_imdb-{job}.out").read_text()
     shown = scontrol_job(job)
-    assert (shown["JobState"], shown["Restarts"]) == ("COMPLETED", "1"), log[-3000:]
-    run = workdir / "runs" / f"bert_imdb-{job}"
-    hpc = torch.load(run / "hpc_ckpt_1.ckpt", weights_only=True)
+    assert (shown["JobState"], shown["Restarts"]) == ("COMPLETED", restarts), log[-3000:]
+    folder = workdir / "runs" / f"bert_imdb-{job}" / "tiny" / "run"
+    hpc = torch.load(folder / "checkpoints" / "hpc_ckpt_1.ckpt", weights_only=True)
     assert 2 < hpc["global_step"] < max_steps
-    assert f"Restoring states from the checkpoint path at runs/bert_imdb-{job}/hpc_ckpt_1.ckpt" in log
+    hpc_path = folder.relative_to(workdir) / "checkpoints" / "hpc_ckpt_1.ckpt"
+    assert f"Restoring states from the checkpoint path at {hpc_path}" in log
     assert "Traceback" not in log and "Error" not in log
-    folder = run / "tiny" / "run"
     assert {"config.yaml", "config-1.yaml"} <= {p.name for p in folder.iterdir()}
     expected = torch.load(
         workdir / "lightning_logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True

@@ -32,7 +32,7 @@ def test_the_tensorboard_file_writer_takes_raw_summaries(tmp_path):
 
 
 def test_modelcheckpoint_still_has_the_methods_of_its_epoch_end_save():
-    # Their behaviour is held by the resume grid (tests/callbacks/test_exact_resume.py).
+    # Their behaviour is held by the resume grid (tests/resume/test_exact_resume.py).
     for name in ("_should_skip_saving_checkpoint", "_save_topk_checkpoint", "_monitor_candidates"):
         assert callable(getattr(ModelCheckpoint, name)), name
     assert callable(save_at_epoch_end)
