@@ -18,11 +18,18 @@ TRAINER_HYPERPARAMETERS = ("precision", "max_epochs", "max_steps", "accumulate_g
 
 def hyperparameters(trainer) -> dict:
     """The run's model, data and trainer hyperparameters, without LightningCLI's own entries (`_class_path`,
-    `_instantiator`), which describe how it was built, not what it learned with."""
+    `_instantiator`), which describe how it was built, not what it learned with; and, where a resume changed
+    settings on purpose, `resume.changes`: what changed, from what, to what, from which step."""
     model = trainer.lightning_module.hparams
     data = trainer.datamodule.hparams if trainer.datamodule is not None else {}
     found = {f"model.{k}": v for k, v in model.items()} | {f"data.{k}": v for k, v in data.items()}
     found |= {f"trainer.{k}": getattr(trainer, k) for k in TRAINER_HYPERPARAMETERS}
+    # resume/exact_resume.py's ExactResume keeps them (found by its attribute: reporting sits below resume).
+    changes = [c for callback in trainer.callbacks for c in getattr(callback, "changes", None) or []]
+    if changes:
+        found["resume.changes"] = "; ".join(
+            f"{c['setting']} {c['from']} to {c['to']} from step {c['step']}" for c in changes
+        )
     return {
         k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in found.items() if "._" not in k
     }

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, tiny_args
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from bert_imdb.cli import cli_main
 from bert_imdb.errors import UserError
@@ -178,6 +180,15 @@ def test_a_learning_rate_allowed_to_change_is_the_one_the_optimizer_uses(tiny_mo
     cli_main(["export", f"--ckpt_path={last}", f"--output_dir={workdir / 'exported'}"])
     card = (workdir / "exported" / "README.md").read_text()
     assert f"- `model.learning_rate`: 0.002 to 0.0005 from step {step}" in card
+    # And TensorBoard's HPARAMS of the resumed fit (its own event file, beside the first fit's).
+    newest = max(Path(resumed.trainer.log_dir).glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
+    events = EventAccumulator(str(newest))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    session = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert session.hparams["resume.changes"].string_value == (
+        f"model.learning_rate 0.002 to 0.0005 from step {step}; model.weight_decay 0.01 to 0.2 from step {step}"
+    )
 
 
 def test_another_worker_count_resumes_at_an_epoch_end_and_is_refused_inside_one(

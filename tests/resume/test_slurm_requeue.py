@@ -323,8 +323,11 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
 
     def start_the_rerun() -> None:
         # Until the last run has left its nodes, their slurmd still holds the job's revoked credential, and
-        # a rerun started there at once is killed ("Job credential revoked", seen in CI): wait for them.
+        # a rerun started there at once is killed ("Job credential revoked", seen in CI): wait for them,
+        # and for the next second, since slurmd compares the new credential's time with the revocation's
+        # in whole seconds (a rerun released in the second of the requeue was killed: seen in CI).
         _idle_nodes()
+        time.sleep(2)
         subprocess.run(["scontrol", "release", job], capture_output=True)  # held by requeuehold, if it was
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now", "TimeLimit=5"], check=True)
         wait_for(lambda: scontrol_job(job)["JobState"] in ended, seconds=240)
