@@ -61,3 +61,40 @@ def test_a_stop_inside_an_accumulation_window(whole_windows):
         assert (done, trainer.global_step, module.validated_after) == (4, 1, [4])
     else:
         assert (done, trainer.global_step, module.validated_after) == (6, 2, [6])
+
+
+class Worsening(Tiny):
+    """A validation score that only gets worse: early stopping stops at the second validation."""
+
+    def validation_step(self, batch, batch_idx):
+        super().validation_step(batch, batch_idx)
+        self.log("val/score", float(len(self.validated_after)))
+
+
+@pytest.mark.parametrize("whole_windows", [False, True], ids=["Lightning 2.6", "whole windows"])
+def test_early_stopping_at_a_validation_inside_an_accumulation_window(whole_windows):
+    """Validations every 4 batches in windows of 3: the second, after batch 8, is inside a window."""
+    trainer = L.Trainer(
+        accumulate_grad_batches=3,
+        max_epochs=1,
+        val_check_interval=4,
+        callbacks=[
+            L.pytorch.callbacks.EarlyStopping("val/score", patience=1, check_on_train_epoch_end=False)
+        ],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    if whole_windows:
+        WholeWindowEpochLoop.install(trainer)
+    module = Worsening()
+    trainer.fit(module)
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+    if not whole_windows:
+        # Stopped after batch 8, one optimizer step short: batches 7 and 8 trained, never applied.
+        assert (done, trainer.global_step, module.validated_after) == (8, 2, [4, 8])
+    else:
+        # The window finished, then validated where the run stops (as a stop is, with its checkpoints).
+        assert (done, trainer.global_step, module.validated_after) == (9, 3, [4, 8, 9])
