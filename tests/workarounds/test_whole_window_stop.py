@@ -32,27 +32,28 @@ class Tiny(L.LightningModule):
         return DataLoader(TensorDataset(torch.randn(8, 4)), batch_size=4)
 
 
-def stopped_fit(whole_windows: bool) -> tuple[L.Trainer, Tiny]:
+def fit(module: Tiny, whole_windows: bool, **settings) -> L.Trainer:
+    """One epoch in accumulation windows of 3, with Lightning's epoch loop or the whole-window one."""
     trainer = L.Trainer(
         accumulate_grad_batches=3,
         max_epochs=1,
-        callbacks=[StopAtBatch(4)],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        **settings,
     )
     if whole_windows:
         WholeWindowEpochLoop.install(trainer)
-    module = Tiny()
     trainer.fit(module)
-    return trainer, module
+    return trainer
 
 
 @pytest.mark.parametrize("whole_windows", [False, True], ids=["Lightning 2.6", "whole windows"])
 def test_a_stop_inside_an_accumulation_window(whole_windows):
-    trainer, module = stopped_fit(whole_windows)
+    module = Tiny()
+    trainer = fit(module, whole_windows, callbacks=[StopAtBatch(4)])
     done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
     if not whole_windows:
         # Lightning's own loop: validation and the epoch's end after batch 4, one batch into a window of 3
@@ -74,23 +75,9 @@ class Worsening(Tiny):
 @pytest.mark.parametrize("whole_windows", [False, True], ids=["Lightning 2.6", "whole windows"])
 def test_early_stopping_at_a_validation_inside_an_accumulation_window(whole_windows):
     """Validations every 4 batches in windows of 3: the second, after batch 8, is inside a window."""
-    trainer = L.Trainer(
-        accumulate_grad_batches=3,
-        max_epochs=1,
-        val_check_interval=4,
-        callbacks=[
-            L.pytorch.callbacks.EarlyStopping("val/score", patience=1, check_on_train_epoch_end=False)
-        ],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    if whole_windows:
-        WholeWindowEpochLoop.install(trainer)
     module = Worsening()
-    trainer.fit(module)
+    stop = L.pytorch.callbacks.EarlyStopping("val/score", patience=1, check_on_train_epoch_end=False)
+    trainer = fit(module, whole_windows, val_check_interval=4, callbacks=[stop])
     done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
     if not whole_windows:
         # Stopped after batch 8, one optimizer step short: batches 7 and 8 trained, never applied.
