@@ -178,8 +178,7 @@ class BertImdbCLI(LightningCLI):
             check_allowed_names(self.resume_allow, self.settings)
         if subcommand == "fit" and ckpt_path in (None, "hpc") and SLURMEnvironment.detect():
             # A requeued job: its checkpoint, from its run folder, checked like any other.
-            ckpt_path = continue_requeued_job(self.config.fit) or ckpt_path
-            self.config.fit.ckpt_path = ckpt_path
+            ckpt_path = self.config.fit.ckpt_path = continue_requeued_job(self.config.fit) or ckpt_path
         if _is_file_path(ckpt_path) and subcommand == "fit":
             self._check_same_setup(ckpt_path, self.config[subcommand])
         elif _is_file_path(ckpt_path):

@@ -41,14 +41,14 @@ def continue_requeued_job(config) -> str | None:
     # The sbatch templates fix the version (one run folder per job); otherwise any of the runs.
     version = "*" if args.get("version") is None else args.version
     found = (Path(args.save_dir) / args.name).glob(f"{version}/checkpoints/hpc_ckpt_*.ckpt")
-    others = []
-    for path in sorted(found, key=lambda p: p.stat().st_mtime)[::-1]:
-        written_by = load_checkpoint(str(path), mmap=True).get("callbacks", {}).get(SlurmRequeue.__qualname__)
-        if (written_by or {}).get("job") == job:
+    newest_other = None
+    for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
+        written_by = SlurmRequeue.job_of(load_checkpoint(str(path), mmap=True))
+        if written_by == job:
             return str(path)
-        others.append((path, (written_by or {}).get("job")))
-    if others:
-        path, other = others[0]
+        newest_other = newest_other or (path, written_by)
+    if newest_other:
+        path, other = newest_other
         rank_zero_warn(
             f"{path} is SLURM job {other}'s requeue checkpoint, and this is job {job}: this fit starts a new "
             f"run; pass --ckpt_path {path} to continue that one instead"

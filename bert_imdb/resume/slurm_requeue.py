@@ -59,11 +59,16 @@ class SlurmRequeue(SafeStop):
         # The job that wrote the checkpoint: its requeue continues it, another job in the same folder not.
         return {"job": slurm_job()}
 
+    @classmethod
+    def job_of(cls, checkpoint: dict) -> str | None:
+        """The SLURM job that wrote `checkpoint` (state_dict's record), or None (no SLURM, or older)."""
+        return (checkpoint.get("callbacks", {}).get(cls.__qualname__) or {}).get("job")
+
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         path = Path(str(trainer.ckpt_path or ""))
         if trainer.state.fn != "fit" or not self.found_by_lightning or not path.name.startswith("hpc_ckpt_"):
             return
-        written_by, this = checkpoint.get("callbacks", {}).get(self.state_key, {}).get("job"), slurm_job()
+        written_by, this = self.job_of(checkpoint), slurm_job()
         if written_by and this and written_by != this:
             raise UserError(
                 f"{path} is SLURM job {written_by}'s requeue checkpoint, and this is job {this}, started in the "
@@ -84,9 +89,12 @@ class SlurmRequeue(SafeStop):
     def _save_and_requeue(self, trainer) -> None:
         # Beside last.ckpt: the run's checkpoints folder (each ModelCheckpoint resolves its dirpath on every
         # process in its setup); without checkpointing, default_root_dir, where Lightning's auto-resume looks.
-        folders = [c.dirpath for c in trainer.checkpoint_callbacks if isinstance(c, LastCheckpoint)]
-        folder = next(iter(folders), None) or getattr(trainer.checkpoint_callback, "dirpath", None)
-        folder = folder or trainer.default_root_dir
+        last = next((c for c in trainer.checkpoint_callbacks if isinstance(c, LastCheckpoint)), None)
+        folder = (
+            getattr(last, "dirpath", None)
+            or getattr(trainer.checkpoint_callback, "dirpath", None)
+            or trainer.default_root_dir
+        )
         path = hpc_checkpoint_path(folder)
         trainer.save_checkpoint(path)  # every process: each adds its random states
         rank_zero_info(f"SLURM's requeue signal: saved {path} at step {trainer.global_step}; stopping")
