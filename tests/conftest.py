@@ -17,6 +17,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # there leaves a truncated kernel that later compiles load and fail on. Each session compiles afresh, as CI.
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bert_imdb_test_inductor_")
 
+import lightning as L
 import pytest
 import torch
 
@@ -234,6 +235,19 @@ def training_batches(datamodule):
     main process, by the data module's on_before_batch_transfer, as Lightning calls it."""
     for batch in datamodule.train_dataloader():
         yield datamodule.on_before_batch_transfer(batch, 0)
+
+
+def quiet_trainer(**settings) -> L.Trainer:
+    """A Trainer on the CPU that writes and prints nothing of its own (no logger, checkpoints, progress bar
+    or model summary) unless `settings` ask for it; `settings` override these."""
+    quiet = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return L.Trainer(**{**quiet, **settings})
 
 
 def tiny_args(model: str, dataset: str, *extra: str) -> list[str]:

@@ -7,11 +7,10 @@ import sys
 import types
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 import yaml
-from conftest import REPO, SHARED, mlm_args, tiny_args
+from conftest import REPO, SHARED, mlm_args, quiet_trainer, tiny_args
 from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.strategies import Strategy
@@ -89,15 +88,7 @@ def test_every_config_builds_its_classes_and_trains_a_step(
     # The config's model and data train together: a step of the Trainer on one batch.
     data.prepare_data()
     data.setup("fit")
-    step = L.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    step = quiet_trainer(max_steps=1, limit_val_batches=0)
     step.fit(model, datamodule=data)
     assert step.global_step == 1
     strategy = settings["trainer"].get("strategy")

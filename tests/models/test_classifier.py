@@ -2,7 +2,7 @@ import lightning as L
 import matplotlib.pyplot as plt
 import pytest
 import torch
-from conftest import mlm_args, tiny_args
+from conftest import mlm_args, quiet_trainer, tiny_args
 from lightning.pytorch.loggers import TensorBoardLogger
 from probes import NoTensorReads
 
@@ -13,16 +13,7 @@ from bert_imdb.models.classifier import SentimentClassifier
 
 
 def trainer(tmp_path, logger=False, **kwargs) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=logger,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        **kwargs,
-    )
+    return quiet_trainer(devices=1, logger=logger, default_root_dir=tmp_path, **kwargs)
 
 
 class LearningRates(L.Callback):

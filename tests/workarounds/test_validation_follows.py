@@ -5,6 +5,7 @@ assertion fails, Lightning has fixed that behaviour and the workaround can go.""
 import lightning as L
 import pytest
 import torch
+from conftest import quiet_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader
@@ -54,14 +55,10 @@ class Predicted(Callback):
 )
 def test_it_answers_which_batches_lightning_validates_after(settings, tmp_path):
     module, predicted = Validated(), Predicted()
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         **{"max_epochs": 2, **settings},
         callbacks=[predicted],
         default_root_dir=tmp_path,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
     )
     trainer.fit(module)
@@ -72,13 +69,11 @@ def test_it_answers_which_batches_lightning_validates_after(settings, tmp_path):
 def test_lightning_resumes_a_checkpoint_saved_before_a_validation_without_it(tmp_path):
     # Validation after batches 2, 5 (val_check_interval 3); ModelCheckpoint saves at batch 5's end, before it.
     def trainer(**more):
-        return L.Trainer(
+        return quiet_trainer(
             max_epochs=1,
             val_check_interval=3,
             default_root_dir=tmp_path,
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
+            enable_checkpointing=True,
             num_sanity_val_steps=0,
             **more,
         )

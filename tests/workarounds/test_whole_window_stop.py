@@ -3,6 +3,7 @@
 import lightning as L
 import pytest
 import torch
+from conftest import quiet_trainer
 from probes import StopAtBatch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -34,16 +35,7 @@ class Tiny(L.LightningModule):
 
 def fit(module: Tiny, whole_windows: bool, **settings) -> L.Trainer:
     """One epoch in accumulation windows of 3, with Lightning's epoch loop or the whole-window one."""
-    trainer = L.Trainer(
-        accumulate_grad_batches=3,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **settings,
-    )
+    trainer = quiet_trainer(accumulate_grad_batches=3, max_epochs=1, num_sanity_val_steps=0, **settings)
     if whole_windows:
         WholeWindowEpochLoop.install(trainer)
     trainer.fit(module)
