@@ -55,8 +55,9 @@ if [ "${GPU_SH_QUICK:-0}" = 1 ]; then
         --override=--data.max_length=32 --override=--data.max_train_samples=32
         --override=--data.max_val_samples=8 --override=--data.max_test_samples=8
         --override=--trainer.max_steps=1 --override=--data.num_proc=1 --override=--data.num_workers=0)
-    MLM=("${PEAK[@]}" --lever-steps 1 --train-samples 20 --test-samples 8 --max-length 32 --batch-size 8)
-    MLM_SYNC=("${MLM[@]}")
+    MLM_SYNC=("${PEAK[@]}" --lever-steps 1 --train-samples 20 --test-samples 8 --max-length 32 --batch-size 8)
+    # The defaults and one lever: each lever is its own run of the same path (tests/bench builds them all).
+    MLM=("${MLM_SYNC[@]}" --levers "MLM, head on every position")
 else
     SYNC=(--lever-steps 20 --train-samples 1000 --test-samples 100 --batch-size 32 --max-length 512)
     SEED=()

@@ -56,11 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--levers",
         nargs="*",
-        choices=list(LEVERS),
+        choices=[*LEVERS, *MLM_LEVERS],
         metavar="LEVER",
         help="instead of the comparison: bert_imdb's defaults, then each speed lever turned the other way "
-        f"(all, or those named: {', '.join(repr(name) for name in LEVERS)}), --lever-steps training steps "
-        "and one validation each",
+        f"(all, or those named: {', '.join(repr(name) for name in LEVERS)}; with --mlm, of "
+        f"{', '.join(repr(name) for name in MLM_LEVERS)}), --lever-steps training steps and one validation "
+        "each",
     )
     parser.add_argument("--lever-steps", type=int, default=60, help="training steps per --levers, --mlm run")
     parser.add_argument(
@@ -112,6 +113,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lever", choices=[*LEVERS, *MLM_LEVERS], help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    other_mode = set(args.levers or []) - set(MLM_LEVERS if args.mlm else LEVERS)
+    if other_mode:
+        parser.error(f"{', '.join(map(repr, sorted(other_mode)))}: a lever of the other mode (--mlm or not)")
     if args.quick:
         vars(args).update(QUICK)
     return args

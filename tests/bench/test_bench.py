@@ -10,7 +10,9 @@ import pytest
 from conftest import REPO
 
 from bert_imdb.bench.cli import main
-from bert_imdb.bench.options import MLM_LEVERS
+from bert_imdb.bench.options import LEVERS, MLM_LEVERS, parse_args
+from bert_imdb.bench.runs import bert_imdb_args
+from bert_imdb.cli import cli_main
 from bert_imdb.models.masked_lm import MaskedLanguageModel
 
 TINY = [
@@ -205,4 +207,26 @@ def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(gpu_payload, 
         minilm = reports["full-minilm"]["runs"]["bert_imdb"]
         assert minilm["eval_reviews"] == 8 and "test_acc" in minilm  # the overrides reached the run
     if "d" in parts:
-        assert set(reports["mlm"]["levers"]) == set(MLM_LEVERS)
+        # The rehearsal's: the defaults and one lever (every lever's settings are built below).
+        assert list(reports["mlm"]["levers"]) == [*MLM_LEVERS][:2]
+
+
+@pytest.mark.parametrize("mlm", [False, True], ids=["classifier", "masked LM"])
+def test_every_lever_builds_the_run_it_names(tiny_model, hub_dataset, workdir, mlm):
+    """Each lever's settings reach a run the CLI builds (gpu.sh's rehearsal runs only one of them)."""
+    mode = ["--mlm"] if mlm else []
+    args = parse_args(["--model", tiny_model, "--dataset", hub_dataset, "--max-length", "64", *mode])
+    for name, settings in (MLM_LEVERS if mlm else LEVERS).items():
+        cli = cli_main([*bert_imdb_args(args, workdir), "--trainer.logger=false", *settings], run=False)
+        assert isinstance(cli.model, MaskedLanguageModel) == mlm, name
+        built = {"trainer.precision": cli.trainer.precision, **cli.model.hparams, **cli.datamodule.hparams}
+        for setting in settings:
+            key, value = setting.removeprefix("--").split("=")
+            key = key.removeprefix("model.").removeprefix("data.")
+            assert str(built[key]).lower() == ("none" if value == "null" else value), (name, setting)
+
+
+def test_a_lever_of_the_other_mode_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--mlm", "--levers", "random batches"])
+    assert "'random batches': a lever of the other mode" in capsys.readouterr().err
