@@ -215,6 +215,42 @@ def _idle_nodes(wait: float = 90) -> int:
         time.sleep(2)
 
 
+class Uninterrupted:
+    """The jobs' run never stopped, for comparison: 2 processes outside SLURM (the second forked from the
+    first), fitted once for both jobs, which train the same run."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.process = folder, None
+
+    def start(self, settings: dict) -> None:
+        if self.process is not None:
+            return
+        (self.folder / "whole.yaml").write_text(yaml.safe_dump(settings))
+        command = ["fit", "--config=whole.yaml", "--trainer.devices=2", "--trainer.strategy=ddp_fork"]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bert_imdb", *command],
+            cwd=self.folder,
+            env={**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    def last_checkpoint(self) -> Path:
+        try:
+            assert self.process.wait(timeout=240) == 0, self.process.stderr.read()[-3000:]
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            raise
+        return self.folder / "lightning_logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Uninterrupted:
+    return Uninterrupted(tmp_path_factory.mktemp("uninterrupted-job"))
+
+
 @pytest.mark.slow
 # One at a time, on one worker: both jobs need SLURM's two nodes.
 @pytest.mark.xdist_group("slurm")
@@ -230,7 +266,7 @@ def _idle_nodes(wait: float = 90) -> int:
     ids=["one node, two tasks", "two nodes, one task each"],
 )
 def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
-    tiny_model, hub_dataset, workdir, template, layout
+    tiny_model, hub_dataset, workdir, uninterrupted, template, layout
 ):
     if template == "multi-node.sbatch" and _idle_nodes() < 2:
         pytest.skip("this SLURM has fewer than 2 idle nodes: .ci/start-slurm (as root) brings up two")
@@ -260,8 +296,6 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
         "data": {"dataset": hub_dataset, "max_length": 64, "batch_size": 8, "val_fraction": 0.2},
     }
     config.write_text(yaml.safe_dump(settings))
-    whole_config = workdir / "whole.yaml"  # its own: the job's is edited below, while this one may start
-    whole_config.write_text(yaml.safe_dump(settings))
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1", "CONFIG": str(config)}
     (workdir / ".venv").symlink_to(sys.prefix)  # the template activates .venv in its working folder
     (workdir / "runs").mkdir()
@@ -290,26 +324,9 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
     # submission would send it while the processes were still starting (and it killed them). Once the job
     # trains, its limit is brought to 100 s from now: the signal comes within 10 s.
     wait_for(lambda: (workdir / "training").exists(), seconds=120)
-    # The same run, never stopped, for comparison: 2 processes outside SLURM, started once the job trains
-    # (so that both do not start on the 2 cores at once: the job then trains ~15 s sooner, and its time
-    # limit, in whole minutes, can be the next one).
-    whole = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bert_imdb",
-            "fit",
-            f"--config={whole_config}",
-            "--trainer.devices=2",
-            "--trainer.strategy=ddp",
-        ],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    # Started once the job trains: both starting at once on 2 cores slows the job, and its time limit, in
+    # whole minutes, can be the next one.
+    uninterrupted.start(settings)
     hours, minutes, seconds = map(int, scontrol_job(job)["RunTime"].split(":"))
     limit = 3600 * hours + 60 * minutes + seconds + 100
     subprocess.run(
@@ -351,7 +368,6 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
         wait_for(lambda: scontrol_job(job)["JobState"] == "PENDING", seconds=60)
         restarts = "2"
     start_the_rerun()
-    assert whole.wait(timeout=240) == 0, whole.stderr.read()[-3000:]
 
     log = (workdir / f"bert_imdb-{job}.out").read_text()
     shown = scontrol_job(job)
@@ -363,9 +379,7 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
     assert f"Restoring states from the checkpoint path at {hpc_path}" in log
     assert "Traceback" not in log and "Error" not in log
     assert {"config.yaml", "config-1.yaml"} <= {p.name for p in folder.iterdir()}
-    expected = torch.load(
-        workdir / "lightning_logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True
-    )
+    expected = torch.load(uninterrupted.last_checkpoint(), weights_only=True)
     got = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
     assert got["global_step"] == expected["global_step"] == max_steps
     largest = max(
