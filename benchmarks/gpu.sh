@@ -15,6 +15,7 @@
 #   (d) MLM pre-training throughput, head on the scored positions and on every position
 # GPU_SH_QUICK=1 shrinks every part to a step or two of a tiny model on the CPU: the test suite runs it so.
 # GPU_SH_PARTS="a c" runs only the parts named (by letter); the default is every part.
+# GPU_SH_DRY=1 prints each part's command instead of running it (the suite checks their arguments).
 set -uo pipefail
 
 if [ $# -ne 3 ] || [ ! -d "$2" ] || [ ! -d "$3" ]; then
@@ -73,6 +74,10 @@ part() {
     local name=$1 start status
     shift
     [[ $PARTS == *" ${name:0:1} "* ]] || return 0
+    if [ "${GPU_SH_DRY:-0}" = 1 ]; then
+        printf '%s:' "$name" && printf ' %q' "$@" && echo
+        return 0
+    fi
     echo "== gpu.sh: $name"
     start=$(date +%s)
     if "$@"; then status=done; else status="FAILED (exit $?)"; fi

@@ -221,6 +221,11 @@ def pytest_addoption(parser):
     parser.addoption(
         "--flag-seed", type=int, default=2026, help="seed of the generated Trainer-flag combinations"
     )
+    parser.addoption(
+        "--gpu-rehearsal",
+        action="store_true",
+        help="run every part of benchmarks/gpu.sh's CPU rehearsal (the suite runs parts a, c and d)",
+    )
     parser.addoption("--resume-seed", type=int, default=2026, help="seed of the generated resume scenarios")
     parser.addoption(
         "--resume-ddp-scenarios",

@@ -2,16 +2,18 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO
+from transformers import AutoConfig, AutoTokenizer
 
 from bert_imdb.bench.cli import main
 from bert_imdb.bench.options import LEVERS, MLM_LEVERS, parse_args
-from bert_imdb.bench.runs import bert_imdb_args
+from bert_imdb.bench.runs import bert_imdb_args, build_bert_base
 from bert_imdb.cli import cli_main
 from bert_imdb.models.masked_lm import MaskedLanguageModel
 
@@ -164,10 +166,61 @@ def gpu_payload(tiny_model, hub_dataset, tmp_path_factory) -> Path:
     return folder / "payload"
 
 
+@pytest.mark.parametrize("quick", ["0", "1"], ids=["the GPU run", "the CPU rehearsal"])
+def test_every_part_of_the_gpu_script_gives_the_bench_arguments_it_takes(tmp_path, quick):
+    """Each part's command, of the GPU run (which only a GPU machine runs) and of the rehearsal, parses."""
+    model, data = tmp_path / "model", tmp_path / "data"
+    model.mkdir(), data.mkdir()
+    done = subprocess.run(
+        [str(REPO / "benchmarks" / "gpu.sh"), str(tmp_path / "results"), str(model), str(data)],
+        env={**os.environ, "GPU_SH_DRY": "1", "GPU_SH_QUICK": quick},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    commands = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    assert list(commands) == [name for names in GPU_PARTS.values() for name in names]
+    for name, command in commands.items():
+        python, m, module, *argv = shlex.split(command)
+        assert [python, m, module] == ["python", "-m", "bert_imdb.bench"], name
+        args = parse_args(argv)
+        assert (args.model, args.dataset) == (str(model), str(data)), name
+        assert args.sync_check == ("sync check" in name) and args.mlm == ("MLM" in name), name
+        if args.config:
+            assert (REPO / args.config).is_file(), name
+        if args.levers:
+            assert args.levers == ["MLM, head on every position"] and quick == "1", name
+
+
+def test_the_bench_without_cuda_says_its_sync_check_did_not_run(tiny_model, hub_dataset, workdir):
+    results = workdir / "results"
+    args = [*TINY, "--model", tiny_model, "--dataset", hub_dataset, "--output-dir", str(results)]
+    main([*args, "--sync-check", "--mlm"])
+    [report] = results.glob("*-sync-check-mlm.json")
+    assert json.loads(report.read_text())["sync_check"]["sync_check"] == "not run: no CUDA device"
+
+
+def test_the_bert_base_shapes_are_bert_base_s_with_the_tokenizer_given(tiny_model, tmp_path):
+    folder = build_bert_base(tiny_model, tmp_path / "bert-base", seed=0, layers=1)
+    config = AutoConfig.from_pretrained(folder)
+    shape = (config.hidden_size, config.num_attention_heads, config.intermediate_size)
+    assert shape == (768, 12, 3072) and config.num_hidden_layers == 1
+    assert config.max_position_embeddings == 512
+    assert (
+        config.vocab_size
+        == len(AutoTokenizer.from_pretrained(folder))
+        == len(AutoTokenizer.from_pretrained(tiny_model))
+    )
+
+
 @pytest.mark.slow
-# In parts of under a minute each on 2 cores, which the suite's workers share.
-@pytest.mark.parametrize("parts", ["e c", "a", "b", "d"])
-def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(gpu_payload, workdir, parts):
+# In parts of under a minute each on 2 cores, which the suite's workers share. Parts e (the sync check,
+# which a CPU does not run) and b (part a's runs on the bert-base shapes) only with --gpu-rehearsal: the
+# tests above check their arguments, their CPU report and the shapes.
+@pytest.mark.parametrize("parts", ["a", "c", "d", "e b"])
+def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(request, gpu_payload, workdir, parts):
+    if parts == "e b" and not request.config.getoption("gpu_rehearsal"):
+        pytest.skip("parts e and b of gpu.sh's CPU rehearsal run with --gpu-rehearsal")
     results = workdir / "results"
     cache = Path(os.environ["HF_DATASETS_CACHE"])
     cached_before = set(cache.rglob("*"))
