@@ -19,8 +19,9 @@ DDP = ["--trainer.devices=2", "--trainer.strategy=ddp"]
 # DDP whose other process is forked from the first once the Trainer is built, instead of started again
 # through this CLI: the same DDPStrategy, samplers and collectives, at half the start-up (6 s of imports
 # on 2 cores). For runs whose subject is what the ranks compute, not how they were launched: the evaluations,
-# the predictions, and two of the three pre-training fits (whose validation masks, drawn in a forked
-# rank, ended in transformers' ValueError). The other fits keep a user's `ddp` launcher.
+# the predictions, one of the two pre-training fits (whose validation masks, drawn in a forked rank, ended
+# in transformers' ValueError), the killed run's uninterrupted reference. The other fits keep a user's
+# `ddp` launcher.
 FORKED = ["--trainer.devices=2", "--trainer.strategy=ddp_fork"]
 
 
@@ -119,19 +120,20 @@ def test_ddp_pre_training_draws_its_own_masks_per_rank_and_worker_and_syncs_perp
     def fit(name: str, workers: int) -> subprocess.CompletedProcess:
         record = ["--trainer.callbacks+=probes.RecordMasks", f"--trainer.callbacks.folder={name}"]
         logger = [f"--trainer.logger.init_args.name={name}"]
-        launch = DDP if name == "a" else FORKED  # the same masks, however the other rank was started
+        launch = DDP if name == "a" else FORKED
         return start(workdir, "fit", *args, *launch, *record, *logger, f"--data.num_workers={workers}")
 
-    runs = {"a": 0, "again": 0, "workers": 2}
+    runs = {"a": 0, "workers": 2}
     with ThreadPoolExecutor(2) as pool:
         done = dict(zip(runs, pool.map(lambda name: fit(name, runs[name]), runs), strict=True))
     for name in runs:
         assert done[name].returncode == 0, (name, done[name].stderr[-3000:])
 
-    # Reproducible from the seed: the same masks in a second run.
+    # Reproducible from the seed: the same masks in a second run, however its other rank was started and
+    # whatever its DataLoader workers (masks are drawn in each rank's main process).
     assert all(
         torch.equal(m1, m2)
-        for (m1, _), (m2, _) in zip(masks(workdir / "a"), masks(workdir / "again"), strict=True)
+        for (m1, _), (m2, _) in zip(masks(workdir / "a"), masks(workdir / "workers"), strict=True)
     )
     # Every rank's (and with workers, every worker's) batches get masks of their own: with the same random
     # draws, two batches of equal shape would be masked at the same ordinary positions.
@@ -171,7 +173,9 @@ def test_a_killed_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(
     with ThreadPoolExecutor(2) as pool:
         whole, killed = pool.map(
             lambda a: start(*a),
-            [(workdir / "whole", "fit", *args, *DDP), (workdir / "killed", "fit", *args, *DDP, *kill)],
+            # The uninterrupted run's other rank forked (the same run, one start-up less); the killed and
+            # resumed runs are started as a user's are.
+            [(workdir / "whole", "fit", *args, *FORKED), (workdir / "killed", "fit", *args, *DDP, *kill)],
         )
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert killed.returncode == -9, killed.stderr[-3000:]
