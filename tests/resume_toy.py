@@ -3,18 +3,18 @@
 A scenario's runs (the uninterrupted reference, the first run, its continuation) train a toy module with
 the project's resume machinery (ExactResumeFitLoop, LastCheckpoint, ExactResume, SlurmRequeue, EarlyStop):
 in this process for one process, or in two processes (DDP on gloo) started as torchrun or SLURM's srun
-would start them, each a process of its own (forked from a server that has imported this file) that writes
-what it trained to files.
+would start them: `python tests/resume_toy.py SPEC` is one of them, and writes what it trained to files.
 """
 
 import contextlib
 import json
 import math
-import multiprocessing
 import os
 import random
 import signal
 import socket
+import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from unittest import mock
@@ -291,19 +291,18 @@ def _fit_in_processes(scenario, plan, folder: Path, ckpt_path, every_n, signal_a
             env = {**common, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)}
         else:  # torchrun's
             env = {**common, "LOCAL_RANK": str(rank), "NODE_RANK": "0", "WORLD_SIZE": str(scenario.processes)}
-        process = _FORKSERVER.Process(target=_rank, args=(str(spec), env, str(folder / f"output-{rank}.txt")))
-        process.start()
-        processes.append(process)
-    for process in processes:
-        process.join(timeout=600)
-        if process.is_alive():  # a hang: fail, not hold the suite
-            process.kill()
-            process.join()
-    for rank, process in enumerate(processes):
-        output = (folder / f"output-{rank}.txt").read_text()
-        assert process.exitcode == 0, (
-            f"rank {rank} of {folder.name} failed ({process.exitcode}):\n{output[-3000:]}"
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, __file__, str(spec)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         )
+    outputs = [process.communicate(timeout=600)[0].decode() for process in processes]
+    for rank, (process, output) in enumerate(zip(processes, outputs, strict=True)):
+        assert process.returncode == 0, f"rank {rank} of {folder.name} failed:\n{output[-3000:]}"
     results = [json.loads((folder / f"result-{rank}.json").read_text()) for rank in range(scenario.processes)]
     seen = [[(step, epoch, tuple(items)) for step, epoch, items in result["seen"]] for result in results]
     params = torch.load(folder / "params.pt", weights_only=True)
@@ -406,23 +405,8 @@ def generated(seed: int, count: int, processes: int = 1) -> list[Scenario]:
     return scenarios
 
 
-# A fresh interpreter per process would spend most of a scenario importing torch and Lightning (about 6 s
-# each, six processes a scenario): each process is forked instead from a server that imported this file
-# once (and nothing else ran in: no threads, no state of the test process).
-_FORKSERVER = multiprocessing.get_context("forkserver")
-_FORKSERVER.set_forkserver_preload([__name__])
-
-
-def _rank(spec_file: str, env: dict[str, str], output: str) -> None:
-    """One process of a multi-process run, with the environment a launcher gives it; what it prints goes to
-    `output`, what it trained to files beside the spec."""
-    with open(output, "w") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-    os.environ.clear()
-    os.environ.update(env)
-    torch.set_num_threads(1)
-    spec = json.loads(Path(spec_file).read_text())
+if __name__ == "__main__":  # one process of a multi-process run
+    spec = json.loads(Path(sys.argv[1]).read_text())
     scenario = Scenario(
         **{
             **spec["scenario"],
