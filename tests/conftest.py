@@ -224,7 +224,7 @@ def pytest_addoption(parser):
     parser.addoption(
         "--gpu-rehearsal",
         action="store_true",
-        help="run every part of benchmarks/gpu.sh's CPU rehearsal (the suite runs parts a, c and d)",
+        help="run every part of benchmarks/gpu.sh's CPU rehearsal (the suite runs part a through it)",
     )
     parser.addoption("--resume-seed", type=int, default=2026, help="seed of the generated resume scenarios")
     parser.addoption(

@@ -5,15 +5,17 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import REPO
 from transformers import AutoConfig, AutoTokenizer
 
+from bert_imdb.bench import cli as bench_cli
 from bert_imdb.bench.cli import main
 from bert_imdb.bench.options import LEVERS, MLM_LEVERS, parse_args
-from bert_imdb.bench.runs import bert_imdb_args, build_bert_base
+from bert_imdb.bench.runs import bert_imdb_args, build_bert_base, run_child
 from bert_imdb.cli import cli_main
 from bert_imdb.models.masked_lm import MaskedLanguageModel
 
@@ -213,14 +215,73 @@ def test_the_bert_base_shapes_are_bert_base_s_with_the_tokenizer_given(tiny_mode
     )
 
 
+def in_process(run: str, argv: list[str], workdir: Path, lever: str | None = None) -> dict:
+    """The bench's `spawn`, its run in this process: a mode's path through the bench without a process's
+    start-up (gpu.sh's part a runs its three in processes of their own)."""
+    result = workdir / f"{run}-{lever}.json"
+    args = parse_args([*argv, "--run", run, "--result", str(result), *(["--lever", lever] if lever else [])])
+    started = time.perf_counter()
+    run_child(args)
+    return {"wall_seconds": time.perf_counter() - started, **json.loads(result.read_text())}
+
+
+def test_the_bench_runs_a_config_with_overrides_and_reports_it(tiny_model, hub_dataset, workdir, monkeypatch):
+    """gpu.sh's part c, as its CPU rehearsal runs it, in this process."""
+    monkeypatch.setattr(bench_cli, "spawn", in_process)
+    results = workdir / "results"
+    overrides = [
+        "max_length=32",
+        "max_train_samples=32",
+        "max_val_samples=8",
+        "max_test_samples=8",
+        "num_proc=1",
+    ]
+    overrides.append("num_workers=0")
+    main(
+        [
+            *["--model", tiny_model, "--dataset", hub_dataset, "--output-dir", str(results)],
+            *["--matmul-size", "64", "--config", str(REPO / "configs" / "full-minilm.yaml")],
+            "--override=--trainer.accelerator=cpu",
+            "--override=--trainer.precision=32-true",
+            "--override=--trainer.max_steps=1",
+            *(f"--override=--data.{override}" for override in overrides),
+        ]
+    )
+    [report_file] = results.glob("*-full-minilm.json")
+    run = json.loads(report_file.read_text())["runs"]["bert_imdb"]
+    assert run["eval_reviews"] == 8 and "test_acc" in run  # the overrides reached the run
+    assert "| bert_imdb |" in report_file.with_suffix(".md").read_text()
+
+
+def test_the_bench_measures_masked_lm_levers(tiny_model, hub_dataset, workdir, monkeypatch):
+    """gpu.sh's part d, as its CPU rehearsal runs it, in this process."""
+    monkeypatch.setattr(bench_cli, "spawn", in_process)
+    results = workdir / "results"
+    main(
+        [
+            *["--model", tiny_model, "--dataset", hub_dataset, "--output-dir", str(results)],
+            *["--matmul-size", "64", "--mlm", "--lever-steps", "1", "--train-samples", "20"],
+            *["--test-samples", "8", "--max-length", "32", "--batch-size", "8"],
+            *["--levers", "MLM, head on every position"],
+        ]
+    )
+    [report_file] = results.glob("*-mlm.json")
+    levers = json.loads(report_file.read_text())["levers"]
+    assert list(levers) == [*MLM_LEVERS][:2]
+    # Blocks of exactly --max-length tokens (no padding), the same validation for each lever.
+    assert all(run["real_tokens"] == run["padded_tokens"] > 0 for run in levers.values())
+    assert len({run["eval_reviews"] for run in levers.values()}) == 1
+    assert "| MLM, head on every position |" in report_file.with_suffix(".md").read_text()
+
+
 @pytest.mark.slow
-# In parts of under a minute each on 2 cores, which the suite's workers share. Parts e (the sync check,
-# which a CPU does not run) and b (part a's runs on the bert-base shapes) only with --gpu-rehearsal: the
-# tests above check their arguments, their CPU report and the shapes.
+# In parts of under a minute each on 2 cores, which the suite's workers share. Part a (the three recipes,
+# each in a process of its own, as on the GPU); the others with --gpu-rehearsal: the tests above check
+# their arguments, and run c and d in this process, e's CPU report and b's shapes.
 @pytest.mark.parametrize("parts", ["a", "c", "d", "e b"])
 def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(request, gpu_payload, workdir, parts):
-    if parts == "e b" and not request.config.getoption("gpu_rehearsal"):
-        pytest.skip("parts e and b of gpu.sh's CPU rehearsal run with --gpu-rehearsal")
+    if parts != "a" and not request.config.getoption("gpu_rehearsal"):
+        pytest.skip("parts c, d, e and b of gpu.sh's CPU rehearsal run with --gpu-rehearsal")
     results = workdir / "results"
     cache = Path(os.environ["HF_DATASETS_CACHE"])
     cached_before = set(cache.rglob("*"))
