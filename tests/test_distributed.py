@@ -19,9 +19,9 @@ DDP = ["--trainer.devices=2", "--trainer.strategy=ddp"]
 # DDP whose other process is forked from the first once the Trainer is built, instead of started again
 # through this CLI: the same DDPStrategy, samplers and collectives, at half the start-up (6 s of imports
 # on 2 cores). For runs whose subject is what the ranks compute, not how they were launched: the evaluations,
-# the predictions, one of the two pre-training fits (whose validation masks, drawn in a forked rank, ended
-# in transformers' ValueError), the killed run's uninterrupted reference. The other fits keep a user's
-# `ddp` launcher.
+# the predictions, the fit whose samples and evaluations are checked, one of the two pre-training fits
+# (whose validation masks, drawn in a forked rank, ended in transformers' ValueError), the killed run's
+# uninterrupted reference. The killed and resumed fits and the other pre-training fit keep a user's `ddp`.
 FORKED = ["--trainer.devices=2", "--trainer.strategy=ddp_fork"]
 
 
@@ -66,7 +66,7 @@ def test_ddp_ranks_train_on_disjoint_samples_and_test_as_one_process(tiny_model,
     seen = workdir / "seen"
     args = tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")
     record = ["--trainer.callbacks+=probes.RecordTrainingSamples", f"--trainer.callbacks.folder={seen}"]
-    run(workdir, "fit", *args, *DDP, *record)
+    run(workdir, "fit", *args, *FORKED, *record)
 
     ranks = [json.loads((seen / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == 160  # 320 training reviews, half each
