@@ -55,8 +55,20 @@ def check_the_three_recipes(report_file: Path, reviews: int, max_length: int, ep
     assert speedups.split("|")[5:7] == [f" {ratio:.2f}x " for ratio in expected]
 
 
-@pytest.mark.slow
-def test_bench_levers_mode_measures_defaults_and_the_levers_named(tiny_model, hub_dataset, workdir):
+def in_process(run: str, argv: list[str], workdir: Path, lever: str | None = None) -> dict:
+    """The bench's `spawn`, its run in this process: a mode's path through the bench without a process's
+    start-up (gpu.sh's part a runs its three in processes of their own)."""
+    result = workdir / f"{run}-{lever}.json"
+    args = parse_args([*argv, "--run", run, "--result", str(result), *(["--lever", lever] if lever else [])])
+    started = time.perf_counter()
+    run_child(args)
+    return {"wall_seconds": time.perf_counter() - started, **json.loads(result.read_text())}
+
+
+def test_bench_levers_mode_measures_defaults_and_the_levers_named(
+    tiny_model, hub_dataset, workdir, monkeypatch
+):
+    monkeypatch.setattr(bench_cli, "spawn", in_process)  # the runs in this process: part a's start their own
     results = workdir / "results"
     args = [*TINY, "--model", tiny_model, "--dataset", hub_dataset, "--output-dir", str(results)]
     main([*args, "--levers", "random batches", "fp32", "--lever-steps", "3"])
@@ -73,7 +85,18 @@ def test_bench_levers_mode_measures_defaults_and_the_levers_named(tiny_model, hu
     assert "| random batches |" in report_file.with_suffix(".md").read_text()
 
 
-def test_profile_step_times_each_attention_setting_and_the_optimizer(tiny_model, hub_dataset, workdir):
+@pytest.fixture(scope="module")
+def profile_step():
+    """benchmarks/profile_step.py, a script, as a module: run in this process."""
+    spec = importlib.util.spec_from_file_location("profile_step", REPO / "benchmarks" / "profile_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_profile_step_times_each_attention_setting_and_the_optimizer(
+    tiny_model, hub_dataset, workdir, profile_step, capsys
+):
     args = [
         "--model",
         tiny_model,
@@ -86,52 +109,35 @@ def test_profile_step_times_each_attention_setting_and_the_optimizer(tiny_model,
         "--warmup",
         "0",
     ]
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "profile_step.py"), *args, "--matmul-size", "64"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    timed = re.findall(r"^  (.+): [\d,.]+ ms$", done.stdout, re.MULTILINE)
+    profile_step.main([*args, "--matmul-size", "64"])
+    printed = capsys.readouterr().out
+    timed = re.findall(r"^  (.+): [\d,.]+ ms$", printed, re.MULTILINE)
     settings = [
         "sdpa, attention dropout 0.1",
         "sdpa, attention dropout 0 (fused kernel)",
         "eager, attention dropout 0",
     ]
     assert timed[:3] == settings and timed[-2:] == ["foreach", "fused"]
-    assert "on 8x16 tokens" in done.stdout  # the batch it was asked for, without padding
+    assert "on 8x16 tokens" in printed  # the batch it was asked for, without padding
 
 
-def test_profile_step_times_a_masked_lm_step_under_each_head_and_attention(tiny_model, hub_dataset, workdir):
+def test_profile_step_times_a_masked_lm_step_under_each_head_and_attention(
+    tiny_model, hub_dataset, workdir, profile_step, capsys
+):
     args = ["--model", tiny_model, "--dataset", hub_dataset, "--mlm", "--length", "16", "--batch-size", "4"]
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "profile_step.py"),
-            *args,
-            "--steps",
-            "1",
-            "--warmup",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    timed = re.findall(r"^  (.+): [\d,.]+ ms$", done.stdout, re.MULTILINE)
+    profile_step.main([*args, "--steps", "1", "--warmup", "0"])
+    printed = capsys.readouterr().out
+    timed = re.findall(r"^  (.+): [\d,.]+ ms$", printed, re.MULTILINE)
     # fp32, and bf16 where the machine computes in it
     assert len(timed) in (3, 6) and timed == [
         "head on every position, sdpa, attention dropout 0.1",
         "head on scored positions, sdpa, attention dropout 0",
         "head on scored positions, eager (configs/mlm.yaml)",
     ] * (len(timed) // 3)
-    assert "masked-LM training step" in done.stdout and "on 4x16 tokens" in done.stdout
+    assert "masked-LM training step" in printed and "on 4x16 tokens" in printed
 
 
-def test_profile_steps_masked_lm_settings_build_what_their_rows_say(tiny_model):
-    spec = importlib.util.spec_from_file_location("profile_step", REPO / "benchmarks" / "profile_step.py")
-    profile_step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(profile_step)
+def test_profile_steps_masked_lm_settings_build_what_their_rows_say(tiny_model, profile_step):
     for name, settings in profile_step.MLM_SETTINGS:
         module = MaskedLanguageModel(tiny_model, **settings)
         config = module.model.config
@@ -213,16 +219,6 @@ def test_the_bert_base_shapes_are_bert_base_s_with_the_tokenizer_given(tiny_mode
         == len(AutoTokenizer.from_pretrained(folder))
         == len(AutoTokenizer.from_pretrained(tiny_model))
     )
-
-
-def in_process(run: str, argv: list[str], workdir: Path, lever: str | None = None) -> dict:
-    """The bench's `spawn`, its run in this process: a mode's path through the bench without a process's
-    start-up (gpu.sh's part a runs its three in processes of their own)."""
-    result = workdir / f"{run}-{lever}.json"
-    args = parse_args([*argv, "--run", run, "--result", str(result), *(["--lever", lever] if lever else [])])
-    started = time.perf_counter()
-    run_child(args)
-    return {"wall_seconds": time.perf_counter() - started, **json.loads(result.read_text())}
 
 
 def test_the_bench_runs_a_config_with_overrides_and_reports_it(tiny_model, hub_dataset, workdir, monkeypatch):

@@ -322,16 +322,15 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
     ).stdout.strip()
     # SLURM's SIGUSR1 comes 90 s before the time limit, and may come up to a minute early: a limit set at
     # submission would send it while the processes were still starting (and it killed them). Once the job
-    # trains, its limit is brought to 100 s from now: the signal comes within 10 s.
+    # trains, its limit is brought to the first whole minute (SLURM keeps no seconds) at least 60 s from
+    # now: the signal is due within 30 s, or already, and comes at slurmctld's next look at time limits.
     wait_for(lambda: (workdir / "training").exists(), seconds=120)
     # Started once the job trains: both starting at once on 2 cores slows the job, and its time limit, in
     # whole minutes, can be the next one.
     uninterrupted.start(settings)
     hours, minutes, seconds = map(int, scontrol_job(job)["RunTime"].split(":"))
-    limit = 3600 * hours + 60 * minutes + seconds + 100
-    subprocess.run(
-        ["scontrol", "update", f"JobId={job}", f"TimeLimit={limit // 60}:{limit % 60:02d}"], check=True
-    )
+    limit = -(-(3600 * hours + 60 * minutes + seconds + 60) // 60)  # minutes
+    subprocess.run(["scontrol", "update", f"JobId={job}", f"TimeLimit={limit}"], check=True)
     wait_for(lambda: scontrol_job(job).get("Restarts") == "1", seconds=180)
     # SLURM holds a requeued job for two minutes before it may start again; no need to wait for that here.
     # The rerun gets its time back: a limit 100 s after its start would signal it again.
