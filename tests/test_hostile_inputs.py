@@ -4,6 +4,7 @@ noted, a handled result. Nothing the user has is overwritten."""
 import csv
 import errno
 import json
+import logging
 import os
 import re
 import subprocess
@@ -96,9 +97,13 @@ def test_a_5_mb_review_is_truncated_and_predicted(tiny_model, hub_dataset, workd
     assert float(rows[0]["pos_probability"]) == pytest.approx(float(rows[2]["pos_probability"]), abs=1e-6)
 
 
-def test_empty_lines_are_skipped_counted_and_said(tiny_model, hub_dataset, workdir, best_checkpoint, caplog):
+def test_empty_lines_are_skipped_counted_and_said(
+    tiny_model, hub_dataset, workdir, best_checkpoint, caplog, monkeypatch
+):
     reviews = workdir / "reviews.txt"
     reviews.write_text("a wonderful film\n\n   \nan awful film\n\n")
+    # Lightning's logger prints to its own handler and does not propagate to caplog's (pytest 9 read it).
+    monkeypatch.setattr(logging.getLogger("lightning.pytorch"), "propagate", True)
     with caplog.at_level("INFO"):
         run = predict(tiny_model, hub_dataset, best_checkpoint, reviews)
     assert f"Predicting 2 reviews from {reviews} (3 empty lines skipped)" in caplog.text
