@@ -235,11 +235,15 @@ def run_child(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps(result))
 
 
+def child_arguments(run: str, argv: list[str], result: Path, lever: str | None = None) -> list[str]:
+    """The bench's arguments for one run (`run_child`'s), which writes what it measured to `result`."""
+    return [*argv, "--run", run, "--result", str(result), *([] if lever is None else ["--lever", lever])]
+
+
 def spawn(run: str, argv: list[str], workdir: Path, lever: str | None = None) -> dict:
     name = run if lever is None else f"{run}, {lever}"
     result = workdir / f"{name}.json"
-    command = [sys.executable, "-m", "bert_imdb.bench", *argv, "--run", run, "--result", str(result)]
-    command += [] if lever is None else ["--lever", lever]
+    command = [sys.executable, "-m", "bert_imdb.bench", *child_arguments(run, argv, result, lever)]
     # An empty datasets cache: each run loads and tokenizes its reviews, as a first run would. Set before
     # the child starts: datasets reads HF_DATASETS_CACHE when it is imported.
     env = {**os.environ, "HF_DATASETS_CACHE": str(workdir / f"{name} cache")}

@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoTokenizer
 from bert_imdb.bench import cli as bench_cli
 from bert_imdb.bench.cli import main
 from bert_imdb.bench.options import LEVERS, MLM_LEVERS, parse_args
-from bert_imdb.bench.runs import bert_imdb_args, build_bert_base, run_child
+from bert_imdb.bench.runs import bert_imdb_args, build_bert_base, child_arguments, run_child
 from bert_imdb.cli import cli_main
 from bert_imdb.models.masked_lm import MaskedLanguageModel
 
@@ -59,7 +59,7 @@ def in_process(run: str, argv: list[str], workdir: Path, lever: str | None = Non
     """The bench's `spawn`, its run in this process: a mode's path through the bench without a process's
     start-up (gpu.sh's part a runs its three in processes of their own)."""
     result = workdir / f"{run}-{lever}.json"
-    args = parse_args([*argv, "--run", run, "--result", str(result), *(["--lever", lever] if lever else [])])
+    args = parse_args(child_arguments(run, argv, result, lever))
     started = time.perf_counter()
     run_child(args)
     return {"wall_seconds": time.perf_counter() - started, **json.loads(result.read_text())}
