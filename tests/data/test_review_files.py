@@ -58,23 +58,27 @@ def test_gzip_compressed_files_are_read_as_their_format(tmp_path, suffix):
     assert [row["text"] for row in iter_reviews(str(path))] == ["good film", "bad film"]
 
 
+# Named by file: a test id made of the bytes would differ between xdist workers wherever the bytes do, and
+# pytest-xdist then refuses the whole run ("Different tests were collected").
+BAD_PREDICT_FILES = [
+    ("missing.txt", None, "does not exist"),
+    ("not-gzip.txt.gz", b"good film\n", "cannot be read"),
+    (
+        "cut.jsonl.gz",
+        gzip.compress(b"".join(b'{"text": "film %d"}\n' % i for i in range(20000)), mtime=0)[:20000],
+        "cannot be read to its end",
+    ),
+    ("empty.txt", b"  \n\n", "is empty"),
+    ("latin1.txt", "café terrible".encode("latin-1"), "is not UTF-8"),
+    ("binary.txt", b"\x00\x01\x02 PNG", "is binary"),
+    ("no_text.csv", b"review,id\ngood,1\n", "needs a text column"),
+    ("bad.jsonl", b'{"text": "good"}\n{"text": oops}\n', "line 2, is not valid JSON"),
+    ("reviews.pdf", b"%PDF", "not .txt, .csv or .jsonl"),
+]
+
+
 @pytest.mark.parametrize(
-    ("name", "content", "message"),
-    [
-        ("missing.txt", None, "does not exist"),
-        ("not-gzip.txt.gz", b"good film\n", "cannot be read"),
-        (
-            "cut.jsonl.gz",
-            gzip.compress(b"".join(b'{"text": "film %d"}\n' % i for i in range(20000)))[:20000],
-            "cannot be read to its end",
-        ),
-        ("empty.txt", b"  \n\n", "is empty"),
-        ("latin1.txt", "café terrible".encode("latin-1"), "is not UTF-8"),
-        ("binary.txt", b"\x00\x01\x02 PNG", "is binary"),
-        ("no_text.csv", b"review,id\ngood,1\n", "needs a text column"),
-        ("bad.jsonl", b'{"text": "good"}\n{"text": oops}\n', "line 2, is not valid JSON"),
-        ("reviews.pdf", b"%PDF", "not .txt, .csv or .jsonl"),
-    ],
+    ("name", "content", "message"), BAD_PREDICT_FILES, ids=[name for name, _, _ in BAD_PREDICT_FILES]
 )
 def test_bad_predict_files_are_named(tmp_path, name, content, message):
     path = tmp_path / name
