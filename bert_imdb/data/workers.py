@@ -8,6 +8,8 @@ at the predictions' barrier). A fork server is a fresh single-threaded process t
 
 import multiprocessing
 
+from bert_imdb.workarounds.fork_server_in_forked_child import forget_fork_server_in_forked_children
+
 # Imported once by the fork server, before it forks any worker: each worker then starts with torch,
 # transformers and the data modules in place instead of importing them again (seconds per worker).
 PRELOAD = ["bert_imdb.data.sentiment", "bert_imdb.data.pretraining"]
@@ -19,4 +21,5 @@ def worker_start_method(num_workers: int) -> str | None:
     if num_workers == 0 or "forkserver" not in multiprocessing.get_all_start_methods():
         return None
     multiprocessing.set_forkserver_preload(PRELOAD)  # read when the server starts; later calls change nothing
+    forget_fork_server_in_forked_children()  # a DDP rank forked from this process starts its own
     return "forkserver"
