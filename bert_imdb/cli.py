@@ -18,6 +18,7 @@ from lightning.pytorch.plugins import Precision
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
+from torch.multiprocessing import ProcessRaisedException
 
 from bert_imdb.callbacks.early_stopping import EarlyStop
 from bert_imdb.callbacks.predictions import PredictionWriter
@@ -430,7 +431,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> BertImdbCLI | None:
         # Lightning leaves validate, test and predict on SIGTERM with a SystemExit of status 0.
         print("error: stopped by SIGTERM before the end", file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None
-    except (UserError, ValueError, MisconfigurationException, OSError) as err:
+    except (UserError, ValueError, MisconfigurationException, OSError, ProcessRaisedException) as err:
         message = one_line_of(err)
         if message is None:
             raise

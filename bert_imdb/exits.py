@@ -10,6 +10,7 @@ import threading
 
 import lightning as L
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch.multiprocessing import ProcessRaisedException
 
 from bert_imdb.errors import UserError
 from bert_imdb.resume.stop_on_signal import StopOnSignal
@@ -49,9 +50,19 @@ def one_line_of(err: BaseException) -> str | None:
             f"cannot write{where} ({err.strerror}): free space there, or point the run's outputs at a "
             "writable disk (--trainer.logger.init_args.save_dir, --trainer.default_root_dir)"
         )
+    if isinstance(err, ProcessRaisedException):
+        return _said_by_a_started_process(err)
     cause = _user_error_in(err)
     message = str(cause) if cause is not None else _class_not_built(err)
     return None if message is None else " ".join(message.split())
+
+
+def _said_by_a_started_process(err: ProcessRaisedException) -> str | None:
+    """The one line of a process that `ddp_fork` or `ddp_spawn` started: torch hands its error back only as
+    the text of its traceback, whose last line is the error's class and message."""
+    last = (str(err).strip().splitlines() or [""])[-1]
+    said = re.fullmatch(r"(?:bert_imdb\.errors\.UserError|[\w.]*\.MisconfigurationException): (.+)", last)
+    return said.group(1) if said else None
 
 
 def _user_error_in(err: BaseException | None) -> Exception | None:

@@ -26,12 +26,17 @@ FORKED = ["--trainer.devices=2", "--trainer.strategy=ddp_fork"]
 
 
 def start(workdir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The CLI in a process of its own, which starts the others; one thread each, so two runs can share
-    this machine's two cores. A run that has not ended within `timeout` seconds (a hang) is killed with
-    every process it started, and the test fails saying so."""
+    """The CLI in a process of its own, which starts the others (see `started`)."""
+    return started([sys.executable, "-m", "bert_imdb", *args], workdir, timeout)
+
+
+def started(command: list[str], workdir: Path, timeout: float) -> subprocess.CompletedProcess:
+    """`command` in a process of its own; one thread each, so two runs can share this machine's two cores.
+    A run that has not ended within `timeout` seconds (a hang) is killed with every process it started, and
+    the test fails saying so."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bert_imdb", *args],
+        command,
         cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,
@@ -43,9 +48,9 @@ def start(workdir: Path, *args: str, timeout: float = 300) -> subprocess.Complet
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
+        out, err = process.communicate(timeout=60)
         pytest.fail(
-            f"{' '.join(args[:1])} did not end within {timeout:.0f} s (a hang); its stderr: {err[-3000:]}"
+            f"{' '.join(command[:4])} did not end within {timeout:.0f} s (a hang); its stderr: {err[-3000:]}"
         )
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
@@ -261,6 +266,48 @@ def test_ddp_predict_writes_every_review_once_in_input_order(
     assert not list(workdir.glob("*.partial"))
 
 
+PREDICT_LOOP = """
+import multiprocessing.forkserver, sys
+from bert_imdb.cli import cli_main
+from bert_imdb.data.workers import worker_start_method
+# A fork server running in the process the ranks are forked from (as after a loader with workers there):
+# CPython's check of it failed in each rank (workarounds/fork_server_in_forked_child.py).
+worker_start_method(2)
+multiprocessing.forkserver.ensure_running()
+for i in range(int(sys.argv[1])):
+    cli_main(["predict", *sys.argv[2:], f"--predictions.output_file=loop{i}.csv"])
+"""
+
+
+@pytest.mark.slow
+def test_ddp_predict_with_workers_many_times_never_hangs(tiny_model, hub_dataset, workdir, best_checkpoint):
+    """DDP predict with loader workers once hung in CI (a worker forked from a process with threads waited
+    for ever on a lock copied as held). Many predicts in a row, each forking its processes and starting their
+    workers, from one process that keeps the threads of those before: every one ends, with the same rows."""
+    (workdir / "reviews.txt").write_text("\n".join(f"review {i} was superb" for i in range(21)) + "\n")
+    runs = 4
+    done = started(
+        [
+            sys.executable,
+            "-c",
+            PREDICT_LOOP,
+            str(runs),
+            *tiny_args(tiny_model, hub_dataset),
+            f"--ckpt_path={best_checkpoint}",
+            "--data.predict_file=reviews.txt",
+            "--data.num_workers=2",
+            "--data.eval_batch_size=4",
+            *FORKED,
+        ],
+        workdir,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = (workdir / "loop0.csv").read_text()
+    assert len(first.splitlines()) == 22
+    assert all((workdir / f"loop{i}.csv").read_text() == first for i in range(1, runs))
+
+
 def test_ddp_predict_of_an_empty_file_ends_in_one_line(tiny_model, hub_dataset, workdir, best_checkpoint):
     (workdir / "empty.txt").write_text("\n\n")
     args = [
@@ -276,43 +323,103 @@ def test_ddp_predict_of_an_empty_file_ends_in_one_line(tiny_model, hub_dataset, 
     assert "Traceback" not in done.stderr and "Initializing distributed" not in done.stderr
 
 
-BARRIER_PROBE = """
-import os, sys, time
+COLLECTIVE_PROBE = """
+import os, subprocess, sys, time
+from types import SimpleNamespace
 import torch
-from bert_imdb.distributed import TimedBarrier
+from lightning.fabric.strategies.launchers.subprocess_script import _launch_process_observer
+from bert_imdb.distributed import TimedGroup
 from bert_imdb.errors import UserError
-rank = int(sys.argv[1])
-torch.distributed.init_process_group("gloo", init_method=f"file://{sys.argv[2]}", rank=rank, world_size=2)
-barrier = TimedBarrier(seconds=1)
+rank, store, what = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+# Like Lightning's `ddp` launcher: the first process starts the other and watches it.
+procs = [] if rank else [subprocess.Popen([sys.executable, __file__, "1", store, what])]
+started = list(procs)
+if procs:
+    _launch_process_observer(procs)
+torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+launcher = SimpleNamespace(procs=procs, kill=lambda signum: [p.send_signal(signum) for p in procs])
+group = TimedGroup(SimpleNamespace(trainer=None, strategy=SimpleNamespace(launcher=launcher)), seconds=1)
 if rank == 1:
-    time.sleep(4)  # stuck: never at the barrier in time
+    time.sleep(60)  # stuck: never at the collective in time
     os._exit(0)
 try:
-    barrier.wait("the end of predict")
+    group.wait("the end of predict") if what == "wait" else group.gather(rank, "the end of the evaluation")
 except UserError as err:
-    print(err)
+    time.sleep(6)  # longer than Lightning's observer takes to kill this process when a child ends badly
+    print(err, started[0].returncode)
     os._exit(0)
 os._exit(3)
 """
 
 
-def test_a_process_that_never_reaches_the_barrier_is_named_in_one_line(tmp_path):
-    """Rank 0 waited at the predictions' barrier for ever when rank 1 never got there (a hang seen in CI)."""
-    store = tmp_path / "store"
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["wait", "gather"])
+def test_a_process_that_never_reaches_a_collective_is_named_in_one_line_and_stopped(tmp_path, what):
+    """Rank 0 waited at the predictions' barrier for ever when rank 1 never got there (a hang seen in CI);
+    the gathers at an evaluation's end and a checkpoint's save waited 30 min. Rank 1 is then stopped, and
+    rank 0 lives on to say so (Lightning's launcher would otherwise kill it for its child's bad end)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ranks = [
-        subprocess.Popen(
-            [sys.executable, "-c", BARRIER_PROBE, str(rank), str(store)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for rank in (0, 1)
-    ]
-    said, _ = ranks[0].communicate(timeout=120)
-    ranks[1].communicate(timeout=120)
-    assert ranks[0].returncode == 0, said
-    assert said.strip() == (
-        "rank 1 did not reach the end of predict within 1 s (stuck or dead): this process stops; see that "
-        "rank's log"
+    probe = tmp_path / "probe.py"
+    probe.write_text(COLLECTIVE_PROBE)
+    first = subprocess.Popen(
+        [sys.executable, str(probe), "0", str(tmp_path / "store"), what],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
+    said, _ = first.communicate(timeout=120)
+    assert first.returncode == 0, said
+    where = "the end of predict" if what == "wait" else "the end of the evaluation"
+    assert said.strip() == (
+        f"rank 1 did not reach {where} within 1 s (stuck or dead): this run stops; see that rank's log "
+        "(--trainer.strategy.timeout sets the limit) -9"
+    )
+
+
+@pytest.mark.slow
+def test_a_rank_gone_at_the_end_of_a_test_ends_the_run_in_one_line(
+    tiny_model, hub_dataset, workdir, best_checkpoint
+):
+    """Through the CLI with the `ddp` launcher: rank 1 is gone (exited without an error, so nothing took the
+    job down) before the gather of the test's reviews; rank 0 names it in one line and exits 1, instead of
+    failing in gloo's traceback. (A rank still alive but stuck: the collective probes above.)"""
+    done = start(
+        workdir,
+        "test",
+        *tiny_args(tiny_model, hub_dataset),
+        f"--ckpt_path={best_checkpoint}",
+        "--trainer.devices=2",
+        "--trainer.strategy=DDPStrategy",
+        "--trainer.strategy.timeout=0:01:40",
+        "--trainer.callbacks+=probes.QuitRank",
+        timeout=200,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: rank 1 did not reach the end of the evaluation within 100 s (stuck or dead): this run stops; "
+        "see that rank's log (--trainer.strategy.timeout sets the limit)"
+    )
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_refusal_inside_a_forked_process_is_one_line(tiny_model, hub_dataset, workdir, best_checkpoint):
+    """`ddp_fork` hands a rank's error back as the text of its traceback (torch's ProcessRaisedException),
+    which ended the command in that traceback: a refusal made inside the processes is said in its one line."""
+    (workdir / "reviews.txt").write_text("a superb film\n")
+    (workdir / "taken.csv").write_text("kept\n")
+    done = start(
+        workdir,
+        "predict",
+        *tiny_args(tiny_model, hub_dataset),
+        f"--ckpt_path={best_checkpoint}",
+        "--data.predict_file=reviews.txt",
+        "--predictions.output_file=taken.csv",
+        *FORKED,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: taken.csv exists: pass another --predictions.output_file, or --predictions.overwrite true"
+    )
+    assert "Traceback" not in done.stderr
+    assert (workdir / "taken.csv").read_text() == "kept\n"

@@ -10,7 +10,7 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
-from bert_imdb.distributed import TimedBarrier
+from bert_imdb.distributed import TimedGroup
 from bert_imdb.errors import UserError
 
 COLUMNS = ["id", "label", "probability", "pos_probability"]
@@ -34,7 +34,7 @@ class PredictionWriter(BasePredictionWriter):
         if barrier_timeout <= 0:
             raise UserError(f"predictions.barrier_timeout={barrier_timeout} must be above 0 (seconds)")
         self.output_file, self.overwrite, self.barrier_timeout = output_file, overwrite, barrier_timeout
-        self._barrier: TimedBarrier | None = None
+        self._barrier: TimedGroup | None = None
         self.path: Path | None = None
         self._file = None
         self._claimed = False
@@ -84,7 +84,7 @@ class PredictionWriter(BasePredictionWriter):
         except OSError as err:
             raise self._cannot_write(err) from err
         self.rows = 0
-        self._barrier = TimedBarrier(self.barrier_timeout)
+        self._barrier = TimedGroup(trainer, self.barrier_timeout, "--predictions.barrier_timeout")
 
     def _cannot_write(self, err: OSError) -> UserError:
         return UserError(

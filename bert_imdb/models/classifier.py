@@ -19,6 +19,7 @@ from transformers import AutoModelForSequenceClassification
 from bert_imdb.data.collate import LENGTHS
 from bert_imdb.data.imdb import LABEL_NAMES
 from bert_imdb.data.truncation import REVIEW_TOKENS
+from bert_imdb.distributed import TimedGroup
 from bert_imdb.models.compilation import compile_in_place
 from bert_imdb.models.inputs import model_inputs
 from bert_imdb.models.optimizer import (
@@ -114,6 +115,7 @@ class SentimentClassifier(L.LightningModule):
         # The mean loss over an evaluation's reviews (all processes'), not over its batch means.
         self.losses = nn.ModuleDict({split: WeightedMean() for split in splits})
         self.wrong = {split: ConfidentlyWrong() for split in splits}
+        self._gather_group: TimedGroup | None = None  # several processes: made in setup, once all run
         # Each review's margin (logit of pos minus logit of neg) and label, for temperature scaling.
         self.margins = nn.ModuleDict({split: CatMetric(nan_strategy="disable") for split in splits})
         self.labels = nn.ModuleDict({split: CatMetric(nan_strategy="disable") for split in splits})
@@ -196,7 +198,7 @@ class SentimentClassifier(L.LightningModule):
         self.log(f"{name}/loss", self.losses[split])
         if self.trainer.sanity_checking:
             return
-        wrong = self.wrong[split].top()
+        wrong = self.wrong[split].top(self._gather_group)
         margins, labels = self.margins[split].compute().reshape(-1), self.labels[split].compute().reshape(-1)
         report = self._calibrate(split, name, margins, labels)
         for score, (low, high) in score_intervals(torch.sigmoid(margins) >= 0.5, labels).items():
@@ -316,6 +318,8 @@ class SentimentClassifier(L.LightningModule):
     def setup(self, stage: str) -> None:
         if stage != "predict":
             say_what_is_left_out(self.loggers)
+            # Where the evaluations' most confidently wrong reviews are gathered, with a time limit.
+            self._gather_group = TimedGroup(self.trainer) if self.trainer.world_size > 1 else None
 
     def on_train_start(self) -> None:
         self._trained = True

@@ -6,6 +6,7 @@ import heapq
 import torch
 
 from bert_imdb.data.imdb import LABEL_NAMES
+from bert_imdb.distributed import TimedGroup
 
 CONFIDENTLY_WRONG_SHOWN = 10
 
@@ -30,8 +31,9 @@ class ConfidentlyWrong:
         self._labels.append(labels.detach())
         self._texts += texts
 
-    def top(self) -> list[tuple[float, int, str]]:
-        """(confidence, true label, text) of the most confidently wrong reviews of all processes."""
+    def top(self, group: TimedGroup | None = None) -> list[tuple[float, int, str]]:
+        """(confidence, true label, text) of the most confidently wrong reviews of all processes (gathered
+        through `group` where there are several)."""
         mine = []
         if self._confidence:
             confidence = torch.cat(self._confidence)
@@ -39,10 +41,8 @@ class ConfidentlyWrong:
             labels = torch.cat(self._labels)[where]
             rows = zip(values.tolist(), labels.tolist(), where.tolist(), strict=True)
             mine = [(value, label, self._texts[i]) for value, label, i in rows if value >= 0]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            every = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(every, mine)
-            mine = [row for rows in every for row in rows]
+        if group is not None:
+            mine = [row for rows in group.gather(mine, "the end of the evaluation") for row in rows]
         return heapq.nlargest(self.shown, mine, key=lambda row: row[0])
 
 

@@ -6,6 +6,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from bert_imdb.distributed import TimedGroup
 from bert_imdb.resume.random_state import rng_states, seed_generators, set_rng_states
 from bert_imdb.resume.rules import NOT_RECORDED, check_resumable
 from bert_imdb.resume.settings_record import changed_settings, check_loader_workers, check_settings
@@ -34,6 +35,7 @@ class ExactResume(Callback):
     def __init__(self):
         self._saved: dict[str, Any] | None = None
         self._trainer = None
+        self._group: TimedGroup | None = None
         # The CLI's: this run's resolved settings, and the names the user allowed to change on resume.
         self.settings: dict[str, Any] | None = None
         self.allowed: tuple[str, ...] = ()
@@ -43,14 +45,15 @@ class ExactResume(Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._trainer = trainer
+        if stage == "fit" and trainer.world_size > 1:
+            self._group = TimedGroup(trainer)  # where each save gathers every process's generators
 
     def state_dict(self) -> dict[str, Any]:
         trainer, states = self._trainer, rng_states()
         ranks = [states]
-        if trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
+        if self._group is not None:
             # Every process saves a checkpoint (only rank 0 writes it): gather each one's generators.
-            ranks = [None] * trainer.world_size
-            torch.distributed.all_gather_object(ranks, states)
+            ranks = self._group.gather(states, "a checkpoint save")
         return {
             "ranks": ranks,
             "world_size": trainer.world_size if trainer is not None else 1,

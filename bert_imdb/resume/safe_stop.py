@@ -7,6 +7,7 @@ import signal
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+from bert_imdb.distributed import TimedGroup
 from bert_imdb.workarounds.validation_follows import validation_follows
 
 
@@ -53,7 +54,7 @@ class SafeStop(Checkpoint):
         for each in signals:
             signal.signal(each, self._note)
         if trainer.world_size > 1:
-            self._group = torch.distributed.new_group(backend="gloo")
+            self._group = TimedGroup(trainer)
 
     def _note(self, signum, frame) -> None:
         self._signalled = self._signalled or signum
@@ -64,11 +65,14 @@ class SafeStop(Checkpoint):
             return self._signalled
         agreed = 0
         if self._pending is not None:
-            self._pending.wait()
+            try:
+                self._pending.wait()
+            except RuntimeError as err:
+                raise self._group.missing("the stop signal's agreement after a step", err) from None
             agreed = int(self._flag.item())  # a CPU tensor: no device to wait for
         self._flag = torch.tensor([float(self._signalled)])
         self._pending = torch.distributed.all_reduce(
-            self._flag, op=torch.distributed.ReduceOp.MAX, group=self._group, async_op=True
+            self._flag, op=torch.distributed.ReduceOp.MAX, group=self._group.group, async_op=True
         )
         return agreed
 

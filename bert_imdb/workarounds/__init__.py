@@ -10,6 +10,9 @@ version's behaviour changes (tests/workarounds/), saying the workaround can go.
 - cpu_bf16: native bf16 on the CPU.
 - recompile_limit: torch.compile's recompilation limit, for CUDA graphs per batch shape.
 - weighted_mean: torchmetrics' MeanMetric, which drops its weights when its per-update NaN check is off.
+- process_group_timeout: the timeout a strategy was given, for the project's own collectives.
+- fork_server_in_forked_child: loader workers in a process forked from one whose fork server runs.
+- launched_processes: stopping the `ddp` launcher's processes without its observer killing the first.
 
 Two more work around a library through public API only, and live where they are used:
 models/inputs.py (transformers' read of the padding mask back from the device) and

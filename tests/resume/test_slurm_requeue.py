@@ -61,14 +61,14 @@ def test_sigusr1_checkpoints_requeues_and_the_rerun_resumes(tiny_model, hub_data
     hpc = run / "checkpoints" / "hpc_ckpt_1.ckpt"  # in the run's folder, not the working directory
     wait_for(lambda: calls.exists() and hpc.exists())
     first.kill()  # SLURM ends the job once it is requeued
-    first.wait()
+    first.wait(timeout=300)
 
     assert calls.read_text().split() == ["requeue", "4242"]
     saved_step = torch.load(hpc, weights_only=True)["global_step"]
     assert saved_step >= 3
 
     marker.unlink()
-    second = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
+    second = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     assert int(marker.with_suffix(".start").read_text()) == saved_step, "the rerun did not resume"
     assert {"config.yaml", "config-1.yaml"} <= {p.name for p in run.iterdir()}
@@ -122,6 +122,9 @@ def test_sbatch_templates_run_a_command_the_cli_parses(template, monkeypatch):
         "CONFIG": "configs/full.yaml",
     }
     words = [re.sub(r"\$\{?(\w+)\}?", lambda m: variables[m.group(1)], w) for w in shlex.split(srun)]
+    # A task that ends in an error stops the others (one that waited too long for another, say).
+    options, words = words[: words.index("python")], words[words.index("python") :]
+    assert options == ["--kill-on-bad-exit=1"]
     assert words[:4] == ["python", "-m", "bert_imdb", "fit"]
     monkeypatch.chdir(REPO)
     with pytest.raises(SystemExit) as exit_:
@@ -196,7 +199,7 @@ def test_another_jobs_requeue_checkpoint_where_earlier_versions_wrote_it_is_not_
 
 def scontrol_job(job: str) -> dict[str, str]:
     shown = subprocess.run(
-        ["scontrol", "show", "job", job], capture_output=True, text=True, check=True
+        ["scontrol", "show", "job", job], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     return dict(re.findall(r"(\w+)=(\S*)", shown))
 
@@ -207,7 +210,7 @@ def _idle_nodes(wait: float = 90) -> int:
     deadline = time.monotonic() + wait
     while True:
         shown = subprocess.run(
-            ["sinfo", "--noheader", "--Node", "--format=%t"], capture_output=True, text=True
+            ["sinfo", "--noheader", "--Node", "--format=%t"], capture_output=True, text=True, timeout=60
         )
         idle = shown.stdout.split().count("idle") if shown.returncode == 0 else 0
         if idle >= 2 or time.monotonic() > deadline:
@@ -319,6 +322,7 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
         capture_output=True,
         text=True,
         check=True,
+        timeout=60,
     ).stdout.strip()
     # SLURM's SIGUSR1 comes 90 s before the time limit, and may come up to a minute early: a limit set at
     # submission would send it while the processes were still starting (and it killed them). Once the job
@@ -330,7 +334,7 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
     uninterrupted.start(settings)
     hours, minutes, seconds = map(int, scontrol_job(job)["RunTime"].split(":"))
     limit = -(-(3600 * hours + 60 * minutes + seconds + 60) // 60)  # minutes
-    subprocess.run(["scontrol", "update", f"JobId={job}", f"TimeLimit={limit}"], check=True)
+    subprocess.run(["scontrol", "update", f"JobId={job}", f"TimeLimit={limit}"], check=True, timeout=60)
     wait_for(lambda: scontrol_job(job).get("Restarts") == "1", seconds=180)
     # SLURM holds a requeued job for two minutes before it may start again; no need to wait for that here.
     # The rerun gets its time back: a limit 100 s after its start would signal it again.
@@ -344,8 +348,11 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
         # in whole seconds (a rerun released in the second of the requeue was killed: seen in CI).
         _idle_nodes()
         time.sleep(2)
-        subprocess.run(["scontrol", "release", job], capture_output=True)  # held by requeuehold, if it was
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now", "TimeLimit=5"], check=True)
+        # Held by requeuehold, if it was.
+        subprocess.run(["scontrol", "release", job], capture_output=True, timeout=60)
+        subprocess.run(
+            ["scontrol", "update", f"JobId={job}", "StartTime=now", "TimeLimit=5"], check=True, timeout=60
+        )
         wait_for(lambda: scontrol_job(job)["JobState"] in ended, seconds=240)
 
     restarts = "1"
@@ -363,7 +370,7 @@ def test_a_real_slurm_job_requeues_itself_on_its_warning_and_resumes_exactly(
         config.write_text(yaml.safe_dump(settings))
         # Held: a failed job requeued is started at once, on nodes whose slurmd still holds its revoked
         # credential (and killed: seen).
-        subprocess.run(["scontrol", "requeuehold", job], check=True)
+        subprocess.run(["scontrol", "requeuehold", job], check=True, timeout=60)
         wait_for(lambda: scontrol_job(job)["JobState"] == "PENDING", seconds=60)
         restarts = "2"
     start_the_rerun()

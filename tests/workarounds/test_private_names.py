@@ -47,3 +47,14 @@ def test_models_say_whether_they_take_transformers_attention_masks():
     assert not takes_prepared_masks(
         DebertaV2ForSequenceClassification.__new__(DebertaV2ForSequenceClassification)
     )
+
+
+def test_a_strategy_keeps_the_process_group_timeout_it_was_given():
+    from datetime import timedelta
+
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
+
+    from bert_imdb.workarounds.process_group_timeout import process_group_timeout
+
+    for strategy in (DDPStrategy, FSDPStrategy):
+        assert process_group_timeout(strategy(timeout=timedelta(seconds=7))) == timedelta(seconds=7)
