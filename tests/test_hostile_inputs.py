@@ -405,6 +405,7 @@ def test_a_bad_setting_from_the_console_is_one_line_on_stderr(workdir):
         text=True,
         cwd=workdir,
         env={"HF_HUB_OFFLINE": "1", "PATH": "", "PYTHONPATH": str(REPO)},
+        timeout=300,
     )
     assert result.returncode == 1
     assert result.stderr.startswith(

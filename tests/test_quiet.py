@@ -22,7 +22,11 @@ def test_fit_and_predict_print_no_library_noise(tiny_model, hub_dataset, workdir
         ],
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "bert_imdb", *command], cwd=workdir, capture_output=True, text=True
+            [sys.executable, "-m", "bert_imdb", *command],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert done.returncode == 0, done.stderr[-3000:]
         shown = done.stdout + done.stderr

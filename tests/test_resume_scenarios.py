@@ -182,7 +182,7 @@ def test_cli_continuations_train_what_an_uninterrupted_run_does(
                 "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
             }
             process = subprocess.run(
-                [sys.executable, "-m", "bert_imdb", "fit", *args], env=env, capture_output=True
+                [sys.executable, "-m", "bert_imdb", "fit", *args], env=env, capture_output=True, timeout=300
             )
             assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
             return None

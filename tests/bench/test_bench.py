@@ -148,7 +148,7 @@ def test_profile_steps_masked_lm_settings_build_what_their_rows_say(tiny_model, 
 
 def test_the_gpu_script_refuses_missing_arguments_in_one_line(tmp_path):
     done = subprocess.run(
-        [str(REPO / "benchmarks" / "gpu.sh"), str(tmp_path)], capture_output=True, text=True
+        [str(REPO / "benchmarks" / "gpu.sh"), str(tmp_path)], capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 2 and done.stderr.startswith("usage: benchmarks/gpu.sh"), done.stderr
 
@@ -169,7 +169,9 @@ def gpu_payload(tiny_model, hub_dataset, tmp_path_factory) -> Path:
     checks that they cover what the image lacks)."""
     folder = tmp_path_factory.mktemp("gpu-payload")
     pack = [sys.executable, str(REPO / "benchmarks" / "payload.py"), "pack", "payload", "--no-wheels"]
-    subprocess.run([*pack, "--model", tiny_model, "--dataset", hub_dataset], cwd=folder, check=True)
+    subprocess.run(
+        [*pack, "--model", tiny_model, "--dataset", hub_dataset], cwd=folder, check=True, timeout=300
+    )
     assert (folder / "payload" / "model" / "model.safetensors.xz").is_file()
     return folder / "payload"
 
@@ -184,6 +186,7 @@ def test_every_part_of_the_gpu_script_gives_the_bench_arguments_it_takes(tmp_pat
         env={**os.environ, "GPU_SH_DRY": "1", "GPU_SH_QUICK": quick},
         capture_output=True,
         text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr
     commands = dict(line.split(": ", 1) for line in done.stdout.splitlines())

@@ -18,7 +18,7 @@ def test_full_run_script_runs_every_stage_and_reports_them(tiny_model, hub_datas
     extra = " ".join(tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1", "--data.max_length=32"))
     run = [str(REPO / "benchmarks" / "full_run.sh"), "out", str(config)]
     env = {**os.environ, "FULL_RUN_ARGS": extra}
-    done = subprocess.run(run, cwd=workdir, env=env, capture_output=True, text=True)
+    done = subprocess.run(run, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     stages = (workdir / "out" / "stages.tsv").read_text()
     assert [line.split("\t")[0] for line in stages.splitlines()] == [
@@ -31,7 +31,7 @@ def test_full_run_script_runs_every_stage_and_reports_them(tiny_model, hub_datas
     assert all(line.endswith("\t0") for line in stages.splitlines())
     assert (workdir / "out" / "model" / "README.md").is_file()
     # Run again: every stage ended well, so none runs again.
-    assert subprocess.run(run, cwd=workdir, env=env, capture_output=True).returncode == 0
+    assert subprocess.run(run, cwd=workdir, env=env, capture_output=True, timeout=300).returncode == 0
     assert (workdir / "out" / "stages.tsv").read_text() == stages
 
     folder = next((workdir / "lightning_logs" / "tiny").glob("version_*"))
@@ -41,6 +41,7 @@ def test_full_run_script_runs_every_stage_and_reports_them(tiny_model, hub_datas
         capture_output=True,
         text=True,
         check=True,
+        timeout=300,
     ).stdout
     assert "Test of all 64 test reviews: accuracy 0." in report and "(95% CI 0." in report
     for stage in ("model loaded and reviews tokenized (fit)", "training", "validation"):

@@ -28,6 +28,7 @@ def test_a_kill_while_writing_last_ckpt_leaves_the_previous_one_loadable(tiny_mo
         env=env,
         capture_output=True,
         text=True,
+        timeout=300,
     )
     assert killed.returncode == -9, killed.stderr[-2000:]
     checkpoints = workdir / "lightning_logs" / "tiny" / "version_0" / "checkpoints"
