@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The full IMDb run on a CPU (benchmarks/results/README.md, "Full IMDb on a CPU"): fit, test of all 25,000
-# test reviews, export, then the test of the reviews truncation cuts under `head` and under `tail`
-# (docs/evaluation.md), each stage timed and its memory recorded (bert_imdb.bench.memory.MemoryByStage):
+# The full IMDb run on a CPU (benchmarks/results/README.md, "Full IMDb on a CPU"): fit, then the test of all
+# 25,000 test reviews in the same process, export, then the test of the reviews truncation cuts under `head`
+# and under `tail` (docs/evaluation.md), each stage timed and its memory recorded (bert_imdb.bench.memory.MemoryByStage):
 #   benchmarks/full_run.sh OUT_DIR [CONFIG]        (from the repository root; CONFIG: configs/full-minilm-cpu.yaml)
 #   python benchmarks/full_run.py report OUT_DIR lightning_logs/<name>/version_<n>    the figures, as Markdown
 # OUT_DIR gets stages.tsv (stage, start, end, exit status), memory-<stage>-<start>.json and the export
@@ -40,9 +40,10 @@ CLI=(python -m bert_imdb)
 resume=()
 [ -f "$OUT/fit.started" ] && resume=(--ckpt_path last)
 touch "$OUT/fit.started"
+# The test of the best checkpoint runs in the fit's process (--test_after_fit): no second start-up and
+# tokenization. Continued after an interruption, a fit that had ended trains nothing more and tests.
 stage fit "${CLI[@]}" fit --config "$CONFIG" "${resume[@]}" --last_checkpoint.every_n_train_steps 100 \
-    "${EXTRA[@]}" || exit 1
-stage test "${CLI[@]}" test --config "$CONFIG" --ckpt_path best "${EXTRA[@]}" || exit 1
+    --test_after_fit true "${EXTRA[@]}" || exit 1
 # The run's best checkpoint (as its last.ckpt records it), and its max_length + 1: the reviews longer than
 # max_length, the only ones another truncation changes.
 read -r best longer < <(python "$(dirname "$0")/full_run.py" best "$CONFIG") || exit 1
