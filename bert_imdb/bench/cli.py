@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from bert_imdb.bench.architectures import FAMILIES, architectures_markdown, build_encoder
 from bert_imdb.bench.hardware import bf16_supported, datasheet_bf16_peak, matmul_peak
 from bert_imdb.bench.options import LEVERS, MLM_LEVERS, RUNS, parse_args
 from bert_imdb.bench.report import config_markdown, header, levers_markdown, machine, markdown
@@ -21,8 +22,10 @@ def main(argv: list[str] | None = None) -> None:
         run_child(args)
         return
     argv = sys.argv[1:] if argv is None else argv
+    architectures = args.architectures is not None
     comparison = args.levers is None and not args.mlm and not args.sync_check and not args.config
-    if comparison:
+    comparison = comparison and not architectures
+    if comparison or architectures:
         check_peer_installed()
     print("bench: measuring dense matmul throughput", flush=True)
     peak_seconds = 1.0 if args.matmul_size is None else 0.05
@@ -46,6 +49,20 @@ def main(argv: list[str] | None = None) -> None:
             report["sync_check"] = {"sync_check": "not run: no CUDA device"}
         elif args.sync_check:
             report["sync_check"] = spawn("bert_imdb", argv, Path(workdir))
+        elif architectures:
+            report["architectures"] = {}
+            for family in args.architectures or FAMILIES:
+                for size in args.sizes:
+                    folder = Path(workdir) / f"{family}-{size}"
+                    folder, parameters = build_encoder(
+                        family, size, args.model, folder, args.seed, args.max_length
+                    )
+                    on = [*argv, "--model", str(folder)]
+                    report["architectures"][f"{family} {size}"] = {
+                        "parameters": parameters,
+                        "tuned_peer": summarise(spawn("tuned_peer", on, Path(workdir)), peaks),
+                        "bert_imdb": summarise(spawn("bert_imdb", on, Path(workdir), "defaults"), peaks),
+                    }
         elif args.config:
             report["runs"] = {"bert_imdb": summarise(spawn("bert_imdb", argv, Path(workdir)), peaks)}
         elif args.mlm or args.levers is not None:
@@ -62,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         table = "\n".join([*header(report), f"Sync check: {report['sync_check']['sync_check']}", ""])
     elif args.config:
         table = config_markdown(report)
+    elif architectures:
+        table = architectures_markdown(header(report), report)
     elif not comparison:
         table = levers_markdown(report)
     else:
@@ -78,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     modes = {"sync-check-mlm": args.sync_check and args.mlm, "sync-check": args.sync_check}
-    modes |= {"mlm": args.mlm, "levers": args.levers is not None}
+    modes |= {"mlm": args.mlm, "levers": args.levers is not None, "architectures": architectures}
     modes |= {Path(args.config or "").stem: bool(args.config), "quick": args.quick}
     mode = next((name for name, chosen in modes.items() if chosen), "full")
     shape = "-bert-base" if args.shape == "bert-base" else ""

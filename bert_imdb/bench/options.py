@@ -2,6 +2,8 @@
 
 import argparse
 
+from bert_imdb.bench.architectures import FAMILIES, SIZES
+
 DESCRIPTION = (
     "The seed recipe, the same Trainer tuned, and bert_imdb, fine-tuned back to back, side by side (or one of "
     "the measurements below)."
@@ -107,6 +109,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="measure the matmul peak at this n x n size only (the default tries three and keeps the best): "
         "a rehearsal's shortcut, whose MFU means nothing",
     )
+    parser.add_argument(
+        "--architectures",
+        nargs="*",
+        choices=list(FAMILIES),
+        metavar="FAMILY",
+        help="instead of the comparison: bert_imdb and the tuned peer on random models of each encoder family "
+        f"(all, or those named: {', '.join(FAMILIES)}) at each of --sizes, --lever-steps training steps each "
+        "(bert_imdb/bench/architectures.py)",
+    )
+    parser.add_argument(
+        "--sizes", nargs="+", choices=SIZES, default=list(SIZES), help="with --architectures: model sizes"
+    )
     parser.add_argument("--output-dir", default="benchmarks/results", help="where the JSON and Markdown go")
     # The runs are this module again, in child processes.
     parser.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)
@@ -118,4 +132,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"{', '.join(map(repr, sorted(other_mode)))}: a lever of the other mode (--mlm or not)")
     if args.quick:
         vars(args).update(QUICK)
+    if args.architectures is not None:
+        # Both runs train the same --lever-steps steps, then evaluate a few batches.
+        vars(args).update(train_samples=args.lever_steps * args.batch_size, test_samples=4 * args.batch_size)
+        vars(args).update(epochs=1)
     return args

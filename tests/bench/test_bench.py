@@ -13,6 +13,7 @@ from conftest import REPO
 from transformers import AutoConfig, AutoTokenizer
 
 from bert_imdb.bench import cli as bench_cli
+from bert_imdb.bench.architectures import FAMILIES, encoder_config
 from bert_imdb.bench.cli import main
 from bert_imdb.bench.options import LEVERS, MLM_LEVERS, parse_args
 from bert_imdb.bench.runs import bert_imdb_args, build_bert_base, child_arguments, run_child
@@ -343,3 +344,39 @@ def test_a_lever_of_the_other_mode_is_refused(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--mlm", "--levers", "random batches"])
     assert "'random batches': a lever of the other mode" in capsys.readouterr().err
+
+
+def test_the_bench_measures_each_encoder_family_against_the_tuned_peer(
+    tiny_model, hub_dataset, workdir, monkeypatch
+):
+    """--architectures builds each family from its own config class and runs both systems on it: the same
+    steps, the same reviews."""
+    monkeypatch.setattr(bench_cli, "spawn", in_process)
+    results = workdir / "results"
+    main(
+        [
+            *["--model", tiny_model, "--dataset", hub_dataset, "--output-dir", str(results)],
+            *["--matmul-size", "64", "--lever-steps", "2", "--max-length", "32", "--batch-size", "4"],
+            *["--architectures", "distilbert", "modernbert", "--sizes", "tiny"],
+        ]
+    )
+    [report_file] = results.glob("*-architectures.json")
+    rows = json.loads(report_file.read_text())["architectures"]
+    assert list(rows) == ["distilbert tiny", "modernbert tiny"]
+    for row in rows.values():
+        # Both trained the 2 steps of 4 reviews each: the same real tokens.
+        assert row["bert_imdb"]["real_tokens"] == row["tuned_peer"]["real_tokens"] > 0
+    assert rows["distilbert tiny"]["parameters"] != rows["modernbert tiny"]["parameters"]
+    table = next(results.glob("*-architectures.md")).read_text()
+    assert "| modernbert (answerdotai/ModernBERT-base) | tiny |" in table
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_each_family_is_built_at_its_checkpoints_base_size(family, tiny_model):
+    """The base dimensions are the named checkpoint's (hidden 768), not the config class's defaults (ALBERT's
+    are xxlarge, DeBERTa-v2's xlarge, ELECTRA's small), for the tokenizer given."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    config = encoder_config(family, "base", tokenizer, 64)
+    assert config.model_type == family
+    assert (config.hidden_size, config.vocab_size, config.pad_token_id) == (768, len(tokenizer), 0)
+    assert config.num_hidden_layers == {"distilbert": 6, "modernbert": 22}.get(family, 12)
