@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from bert_imdb.cli import cli_main
 from bert_imdb.errors import UserError
-from bert_imdb.precision import checked_precision
+from bert_imdb.precision import CPU_BF16, checked_precision
 
 
 def predict(tiny_model, hub_dataset, checkpoint, reviews: Path, *extra: str):
@@ -436,6 +436,7 @@ def test_remote_code_is_never_run(tiny_model, hub_dataset, workdir):
 
 @pytest.fixture
 def cpu_without_bf16(monkeypatch):
+    monkeypatch.delenv(CPU_BF16, raising=False)
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
     monkeypatch.setattr("torch.cpu._is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr("torch.cpu._is_amx_tile_supported", lambda: False)
@@ -458,6 +459,19 @@ def test_bf16_true_on_a_cpu_without_bf16_is_refused(tiny_model, hub_dataset, wor
         "(it would be emulated, many times slower than fp32): set --trainer.precision=32-true"
     )
     assert not (workdir / "lightning_logs").exists()  # refused before any run folder was made
+
+
+def test_a_cpu_with_bf16_can_be_told_to_run_as_one_without(monkeypatch):
+    # What the suite's rehearsal of the slowest CPU kind sets (docs/testing.md).
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    monkeypatch.setattr("torch.cpu._is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setenv(CPU_BF16, "0")
+    assert checked_precision("bf16-mixed", torch.device("cpu")) == "32-true"
+    monkeypatch.setenv(CPU_BF16, "1")
+    assert checked_precision("bf16-mixed", torch.device("cpu")) == "bf16-mixed"
+    monkeypatch.setenv(CPU_BF16, "no")
+    with pytest.raises(UserError, match=r"^BERT_IMDB_CPU_BF16=no: set it to 0 \(no bf16 on this CPU\) or 1"):
+        checked_precision("bf16-mixed", torch.device("cpu"))
 
 
 def test_bf16_on_a_gpu_without_bf16_is_refused(monkeypatch):

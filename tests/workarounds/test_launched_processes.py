@@ -36,3 +36,14 @@ def test_stopped_children_leave_the_first_process_alive():
     assert not strategy.launcher.procs
     main.kill()
     main.wait(timeout=10)
+
+
+def test_lightnings_launcher_keeps_its_children_in_the_list_its_observer_watches():
+    import inspect
+
+    from lightning.fabric.plugins.environments import LightningEnvironment
+    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    launcher = _SubprocessScriptLauncher(LightningEnvironment(), num_processes=2, num_nodes=1)
+    assert launcher.procs == []
+    assert "_launch_process_observer(self.procs)" in inspect.getsource(_SubprocessScriptLauncher.launch)
