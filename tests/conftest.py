@@ -219,6 +219,12 @@ def pytest_addoption(parser):
     parser.addoption("--resume-scenarios", type=int, default=40, help="generated resume scenarios to run")
     parser.addoption("--flag-draws", type=int, default=10, help="generated Trainer-flag combinations to run")
     parser.addoption(
+        "--predict-loops",
+        type=int,
+        default=2,
+        help="DDP predicts with workers in a row, in one process (about 10 s each on 2 cores, alone)",
+    )
+    parser.addoption(
         "--flag-seed", type=int, default=2026, help="seed of the generated Trainer-flag combinations"
     )
     parser.addoption(
