@@ -221,8 +221,8 @@ def pytest_addoption(parser):
     parser.addoption(
         "--predict-loops",
         type=int,
-        default=2,
-        help="DDP predicts with workers in a row, in one process (about 10 s each on 2 cores, alone)",
+        default=1,
+        help="how many times the DDP predict layouts run in a row, in one process (about 40 s each on 2 cores)",
     )
     parser.addoption(
         "--flag-seed", type=int, default=2026, help="seed of the generated Trainer-flag combinations"

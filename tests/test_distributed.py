@@ -213,40 +213,51 @@ def test_a_killed_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(
 # (processes, DataLoader workers, reviews, batch size): a file of 20 in batches of 16 over 2 x 2 lost 4
 # reviews; files smaller than one batch, or with fewer reviews than processes, leave a rank without any.
 PREDICT_GRID = [(2, 2, 20, 16), (2, 0, 5, 16), (2, 2, 1, 4), (2, 1, 37, 4)]
+PREDICTS_IN_A_ROW = """
+import json, multiprocessing.forkserver, sys
+from bert_imdb.cli import cli_main
+from bert_imdb.data.workers import worker_start_method
+# A fork server running in the process the ranks are forked from (as after a loader with workers there):
+# CPython's check of it failed in each rank (workarounds/fork_server_in_forked_child.py).
+worker_start_method(2)
+multiprocessing.forkserver.ensure_running()
+for args in json.loads(sys.argv[1]):
+    cli_main(["predict", *args])
+"""
 
 
 @pytest.mark.slow
-# In two halves, each of two layouts at once: the four in one test took up to 97 s on 2 cores.
-@pytest.mark.parametrize(
-    "layouts", [PREDICT_GRID[:2], PREDICT_GRID[2:]], ids=["20 and 5 reviews", "1 and 37 reviews"]
-)
-def test_ddp_predict_writes_every_review_once_in_input_order(
-    tiny_model, hub_dataset, workdir, best_checkpoint, layouts
+def test_ddp_predicts_in_a_row_write_every_review_once_in_input_order(
+    tiny_model, hub_dataset, workdir, best_checkpoint, request
 ):
+    """Each layout (processes, loader workers, reviews, batch) writes the rows one process writes, in input
+    order. They run one after another in one process that keeps the threads of those before
+    (`pytest --predict-loops N` runs the layouts N times): DDP predict with workers once hung in CI (a worker
+    forked from a process with threads waited for ever on a lock copied as held)."""
     words = ["wonderful", "awful", "the plot", "boring", "superb acting", "a film"]
     lines = [f"{words[i % 6]} {words[(i * 7) % 6]} {i}" for i in range(37)]
     args = [*tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best_checkpoint}"]
-
-    def predict(processes: int, workers: int, reviews: int, batch: int) -> subprocess.CompletedProcess:
-        name = f"{processes}x{workers}-{reviews}-{batch}"
-        (workdir / f"{reviews}.txt").write_text("\n".join(lines[:reviews]) + "\n")
-        return start(
-            workdir,
-            "predict",
-            *args,
-            f"--data.predict_file={reviews}.txt",
-            f"--data.num_workers={workers}",
-            f"--data.eval_batch_size={batch}",
-            f"--trainer.devices={processes}",
-            *(["--trainer.strategy=ddp_fork"] if processes > 1 else []),
-            f"--predictions.output_file={name}.csv",
-        )
-
-    with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda case: predict(*case), layouts))
-    for case, done in zip(layouts, runs, strict=True):
-        assert done.returncode == 0, (case, done.stderr[-3000:])
-        processes, workers, reviews, batch = case
+    rounds = request.config.getoption("predict_loops")
+    runs = []
+    for round_ in range(rounds):
+        for processes, workers, reviews, batch in PREDICT_GRID:
+            (workdir / f"{reviews}.txt").write_text("\n".join(lines[:reviews]) + "\n")
+            runs.append(
+                [
+                    *args,
+                    f"--data.predict_file={reviews}.txt",
+                    f"--data.num_workers={workers}",
+                    f"--data.eval_batch_size={batch}",
+                    f"--trainer.devices={processes}",
+                    "--trainer.strategy=ddp_fork",
+                    f"--predictions.output_file={round_}-{processes}x{workers}-{reviews}-{batch}.csv",
+                ]
+            )
+    command = [sys.executable, "-c", PREDICTS_IN_A_ROW, json.dumps(runs)]
+    done = started(command, workdir, timeout=60 + 30 * len(runs))
+    assert done.returncode == 0, done.stderr[-3000:]
+    for processes, workers, reviews, batch in PREDICT_GRID:
+        case = (processes, workers, reviews, batch)
         cli_main(
             [
                 "predict",
@@ -256,59 +267,17 @@ def test_ddp_predict_writes_every_review_once_in_input_order(
             ]
         )
         one = (workdir / f"one-{reviews}.csv").read_text().splitlines()
-        many = (workdir / f"{processes}x{workers}-{reviews}-{batch}.csv").read_text().splitlines()
+        many = (workdir / f"0-{processes}x{workers}-{reviews}-{batch}.csv").read_text().splitlines()
         assert len(one) == reviews + 1, case
         assert [row.split(",")[:2] for row in many] == [row.split(",")[:2] for row in one], case
         for a, b in zip(one[1:], many[1:], strict=True):
             assert [float(x) for x in a.split(",")[2:]] == pytest.approx(
                 [float(x) for x in b.split(",")[2:]], abs=1e-5
             )
+        for round_ in range(1, rounds):
+            again = workdir / f"{round_}-{processes}x{workers}-{reviews}-{batch}.csv"
+            assert again.read_text().splitlines() == many, (round_, case)
     assert not list(workdir.glob("*.partial"))
-
-
-PREDICT_LOOP = """
-import multiprocessing.forkserver, sys
-from bert_imdb.cli import cli_main
-from bert_imdb.data.workers import worker_start_method
-# A fork server running in the process the ranks are forked from (as after a loader with workers there):
-# CPython's check of it failed in each rank (workarounds/fork_server_in_forked_child.py).
-worker_start_method(2)
-multiprocessing.forkserver.ensure_running()
-for i in range(int(sys.argv[1])):
-    cli_main(["predict", *sys.argv[2:], f"--predictions.output_file=loop{i}.csv"])
-"""
-
-
-@pytest.mark.slow
-def test_ddp_predict_with_workers_in_a_row_never_hangs(
-    tiny_model, hub_dataset, workdir, best_checkpoint, request
-):
-    """DDP predict with loader workers once hung in CI (a worker forked from a process with threads waited
-    for ever on a lock copied as held). Predicts in a row (`pytest --predict-loops N` runs N; the suite's
-    budget allows 2 beside the DDP predict tests' four), each forking its processes and starting their
-    workers, from one process that keeps the threads of those before: every one ends, with the same rows."""
-    (workdir / "reviews.txt").write_text("\n".join(f"review {i} was superb" for i in range(21)) + "\n")
-    runs = request.config.getoption("predict_loops")
-    done = started(
-        [
-            sys.executable,
-            "-c",
-            PREDICT_LOOP,
-            str(runs),
-            *tiny_args(tiny_model, hub_dataset),
-            f"--ckpt_path={best_checkpoint}",
-            "--data.predict_file=reviews.txt",
-            "--data.num_workers=2",
-            "--data.eval_batch_size=4",
-            *FORKED,
-        ],
-        workdir,
-        timeout=60 + 60 * runs,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    first = (workdir / "loop0.csv").read_text()
-    assert len(first.splitlines()) == 22
-    assert all((workdir / f"loop{i}.csv").read_text() == first for i in range(1, runs))
 
 
 def test_ddp_predict_of_an_empty_file_ends_in_one_line(tiny_model, hub_dataset, workdir, best_checkpoint):
