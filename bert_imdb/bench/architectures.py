@@ -25,6 +25,8 @@ from transformers import (
     RobertaConfig,
 )
 
+from bert_imdb.models.pretrained import accepted_inputs
+
 BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 # family: (the Hub checkpoint whose base dimensions are used, config class, base settings, tiny settings)
@@ -106,8 +108,7 @@ def build_encoder(
     torch.manual_seed(seed)
     model = AutoModel.from_config(config)
     model.save_pretrained(folder)
-    takes_types = "token_type_ids" in model.forward.__code__.co_varnames
-    names = ["input_ids", *(["token_type_ids"] if takes_types else []), "attention_mask"]
+    names = list(accepted_inputs(model, ("input_ids", "token_type_ids", "attention_mask")))
     AutoTokenizer.from_pretrained(tokenizer_source, model_input_names=names).save_pretrained(folder)
     return folder, sum(p.numel() for p in model.parameters())
 

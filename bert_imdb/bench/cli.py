@@ -23,8 +23,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     argv = sys.argv[1:] if argv is None else argv
     architectures = args.architectures is not None
-    comparison = args.levers is None and not args.mlm and not args.sync_check and not args.config
-    comparison = comparison and not architectures
+    comparison = not (architectures or args.levers is not None or args.mlm or args.sync_check or args.config)
     if comparison or architectures:
         check_peer_installed()
     print("bench: measuring dense matmul throughput", flush=True)

@@ -134,6 +134,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         vars(args).update(QUICK)
     if args.architectures is not None:
         # Both runs train the same --lever-steps steps, then evaluate a few batches.
-        vars(args).update(train_samples=args.lever_steps * args.batch_size, test_samples=4 * args.batch_size)
-        vars(args).update(epochs=1)
+        steps = {"train_samples": args.lever_steps * args.batch_size, "test_samples": 4 * args.batch_size}
+        vars(args).update(**steps, epochs=1)
     return args

@@ -13,7 +13,7 @@ from conftest import REPO
 from transformers import AutoConfig, AutoTokenizer
 
 from bert_imdb.bench import cli as bench_cli
-from bert_imdb.bench.architectures import FAMILIES, encoder_config
+from bert_imdb.bench.architectures import FAMILIES, build_encoder, encoder_config
 from bert_imdb.bench.cli import main
 from bert_imdb.bench.options import LEVERS, MLM_LEVERS, parse_args
 from bert_imdb.bench.runs import bert_imdb_args, build_bert_base, child_arguments, run_child
@@ -380,3 +380,11 @@ def test_each_family_is_built_at_its_checkpoints_base_size(family, tiny_model):
     assert config.model_type == family
     assert (config.hidden_size, config.vocab_size, config.pad_token_id) == (768, len(tokenizer), 0)
     assert config.num_hidden_layers == {"distilbert": 6, "modernbert": 22}.get(family, 12)
+
+
+@pytest.mark.parametrize(("family", "types"), [("bert", True), ("distilbert", False)])
+def test_a_built_family_gets_token_type_ids_only_where_its_model_takes_them(
+    family, types, tiny_model, tmp_path
+):
+    folder, _ = build_encoder(family, "tiny", tiny_model, tmp_path / family, 0, 64)
+    assert ("token_type_ids" in AutoTokenizer.from_pretrained(folder).model_input_names) == types
