@@ -7,6 +7,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from conftest import REPO, mlm_args, tiny_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bert_imdb.cli import cli_main
+from bert_imdb.distributed import TimedGroup
 
 DDP = ["--trainer.devices=2", "--trainer.strategy=ddp"]
 # DDP whose other process is forked from the first once the Trainer is built, instead of started again
@@ -310,7 +312,7 @@ if procs:
     _launch_process_observer(procs)
 torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
 launcher = SimpleNamespace(procs=procs, kill=lambda signum: [p.send_signal(signum) for p in procs])
-group = TimedGroup(SimpleNamespace(trainer=None, strategy=SimpleNamespace(launcher=launcher)), seconds=1)
+group = TimedGroup(SimpleNamespace(strategy=SimpleNamespace(launcher=launcher)), seconds=1)
 if rank == 1:
     time.sleep(60)  # stuck: never at the collective in time
     os._exit(0)
@@ -346,13 +348,34 @@ def test_a_process_that_never_reaches_a_collective_is_named_in_one_line_and_stop
     )
 
 
+@pytest.mark.parametrize(
+    ("torch_said", "who"),
+    [
+        ("Ranks 1, 3 failed to pass monitoredBarrier in 1000 ms", "rank 1, 3"),  # on rank 0
+        (  # on another rank, when rank 0 is the one missing
+            "Rank 2 successfully reached monitoredBarrier, but received errors while waiting for send/recv "
+            "from rank 0. Please check rank 0 logs for faulty rank.",
+            "rank 0",
+        ),
+        ("Connection closed by peer [127.0.0.1]:40123", "another process"),  # the stop signal's all-reduce
+    ],
+)
+def test_the_missing_rank_and_the_setting_of_the_limit_are_named(torch_said, who):
+    """torch's own words (read from libtorch 2.13's monitoredBarrier), and predict's own limit."""
+    group = TimedGroup(SimpleNamespace(strategy=SimpleNamespace()), 1800, "--predictions.barrier_timeout")
+    assert str(group.missing("the end of predict", RuntimeError(torch_said))) == (
+        f"{who} did not reach the end of predict within 1800 s (stuck or dead): this run stops; see that "
+        "rank's log (--predictions.barrier_timeout sets the limit)"
+    )
+
+
 @pytest.mark.slow
 def test_a_rank_gone_at_the_end_of_a_test_ends_the_run_in_one_line(
     tiny_model, hub_dataset, workdir, best_checkpoint
 ):
     """Through the CLI with the `ddp` launcher: rank 1 is gone (exited without an error, so nothing took the
     job down) before the gather of the test's reviews; rank 0 names it in one line and exits 1, instead of
-    failing in gloo's traceback. (A rank still alive but stuck: the collective probes above.)"""
+    failing in gloo's traceback. (A rank still alive but stuck: the collective probe above.)"""
     done = start(
         workdir,
         "test",
