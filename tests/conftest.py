@@ -4,8 +4,10 @@ Nothing here reaches the Hugging Face Hub, and the datasets and torch.compile ca
 folders.
 """
 
+import contextlib
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -199,20 +201,43 @@ def workdir(tmp_path, monkeypatch) -> Path:
     return run
 
 
-@pytest.fixture
-def best_checkpoint(tiny_model, hub_dataset, workdir) -> Path:
-    """The best checkpoint of a one-epoch fit of the tiny classifier."""
+@pytest.fixture(scope="session")
+def fitted_run(tiny_model, hub_dataset, tmp_path_factory) -> tuple[Path, Path]:
+    """A one-epoch fit of the tiny classifier, once for the session, read-only: the folder it ran in (with
+    its lightning_logs/) and its best checkpoint's path relative to that folder."""
     from bert_imdb.cli import cli_main  # after the environment above is set
 
-    fit = cli_main(["fit", *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")])
-    return Path(fit.trainer.checkpoint_callback.best_model_path).resolve()
+    folder = tmp_path_factory.mktemp("fitted")
+    with contextlib.chdir(folder):
+        fit = cli_main(["fit", *tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1")])
+        best = Path(fit.trainer.checkpoint_callback.best_model_path).resolve()
+    return folder, best.relative_to(folder.resolve())
+
+
+@pytest.fixture
+def best_checkpoint(fitted_run, workdir) -> Path:
+    """The best checkpoint of a one-epoch fit of the tiny classifier, in this test's own copy of the run's
+    lightning_logs/ (in its working folder, as if it had fitted there)."""
+    folder, best = fitted_run
+    shutil.copytree(folder / "lightning_logs", workdir / "lightning_logs")
+    return (workdir / best).resolve()
 
 
 def pytest_collection_modifyitems(config, items):
     """The slow tests first, each worker then filling its time with the quick ones: started last, a 90 s
     test left the other worker idle at the end of the run. Stable, so each group keeps its file order (and
-    every xdist worker collects the same order)."""
+    every xdist worker collects the same order). The parts of gpu.sh's rehearsal that need
+    --gpu-rehearsal are skipped without it."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    # Skipped here, not in the test: a skip in the test body comes after its fixtures (gpu.sh's payload,
+    # seconds to build) are set up for nothing.
+    if not config.getoption("gpu_rehearsal"):
+        skip = pytest.mark.skip(
+            reason="parts c, d, e and b of gpu.sh's CPU rehearsal run with --gpu-rehearsal"
+        )
+        for item in items:
+            if item.get_closest_marker("gpu_rehearsal"):
+                item.add_marker(skip)
 
 
 def pytest_addoption(parser):

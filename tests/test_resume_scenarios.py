@@ -140,13 +140,17 @@ def batches(path: Path) -> list[dict]:
             ["--trainer.max_steps=-1"],
         ),
         ("mlm", ["--data.num_workers=2"], ["--trainer.max_steps=5"], ["--trainer.max_steps=12"]),
-        ("mlm", ["--last_checkpoint.every_n_train_steps=4"], KILLED_AT_STEP_6, []),
+        # The killed runs: a process of their own each (slow).
+        pytest.param(
+            "mlm", ["--last_checkpoint.every_n_train_steps=4"], KILLED_AT_STEP_6, [], marks=pytest.mark.slow
+        ),
         # Killed after the first validation: the resumed run must remember its best score to stop at 20.
-        (
+        pytest.param(
             "classifier",
             [*STOPS_EARLY_AT_STEP_20, "--last_checkpoint.every_n_train_steps=4"],
             killed_at_step(14),
             [],
+            marks=pytest.mark.slow,
         ),
     ],
     ids=[

@@ -278,10 +278,10 @@ def test_the_bench_measures_masked_lm_levers(tiny_model, hub_dataset, workdir, m
 # In parts of under a minute each on 2 cores, which the suite's workers share. Part a (the three recipes,
 # each in a process of its own, as on the GPU); the others with --gpu-rehearsal: the tests above check
 # their arguments, and run c and d in this process, e's CPU report and b's shapes.
-@pytest.mark.parametrize("parts", ["a", "c", "d", "e b"])
-def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(request, gpu_payload, workdir, parts):
-    if parts != "a" and not request.config.getoption("gpu_rehearsal"):
-        pytest.skip("parts c, d, e and b of gpu.sh's CPU rehearsal run with --gpu-rehearsal")
+@pytest.mark.parametrize(
+    "parts", ["a", *(pytest.param(parts, marks=pytest.mark.gpu_rehearsal) for parts in ("c", "d", "e b"))]
+)
+def test_the_gpu_script_runs_every_part_to_the_end_on_a_tiny_model(gpu_payload, workdir, parts):
     results = workdir / "results"
     cache = Path(os.environ["HF_DATASETS_CACHE"])
     cached_before = set(cache.rglob("*"))

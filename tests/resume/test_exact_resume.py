@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from bert_imdb.cli import cli_main
 
 
+@pytest.mark.slow
 def test_a_kill_while_writing_last_ckpt_leaves_the_previous_one_loadable(tiny_model, hub_dataset, workdir):
     args = tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=3")
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
