@@ -13,7 +13,14 @@ from bert_imdb.bench.architectures import FAMILIES, architectures_markdown, buil
 from bert_imdb.bench.hardware import bf16_supported, datasheet_bf16_peak, matmul_peak
 from bert_imdb.bench.options import LEVERS, MLM_LEVERS, RUNS, parse_args
 from bert_imdb.bench.report import config_markdown, header, levers_markdown, machine, markdown
-from bert_imdb.bench.runs import build_bert_base, check_peer_installed, run_child, spawn, summarise
+from bert_imdb.bench.runs import (
+    across_seeds,
+    build_bert_base,
+    check_peer_installed,
+    run_child,
+    spawn,
+    summarise,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,7 +80,16 @@ def main(argv: list[str] | None = None) -> None:
                 name: summarise(spawn("bert_imdb", argv, Path(workdir), name), peaks) for name in names
             }
         else:
-            report["runs"] = {run: summarise(spawn(run, argv, Path(workdir)), peaks) for run in RUNS}
+            # Seed by seed, each system in turn: a machine that drifts over the hour slows them all alike.
+            # bert-base's random weights measure speed alone: one seed.
+            seeds = args.seeds if args.shape == "model" else [args.seed]
+            runs = {run: [] for run in RUNS if run in args.systems}
+            for seed in seeds:
+                for run in runs:
+                    on = [*argv, "--seed", str(seed)]
+                    runs[run].append(summarise(spawn(run, on, Path(workdir)), peaks))
+            report["runs"] = {run: across_seeds(results) for run, results in runs.items()}
+            report["seeds"] = seeds
     if args.sync_check:
         table = "\n".join([*header(report), f"Sync check: {report['sync_check']['sync_check']}", ""])
     elif args.config:
@@ -83,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     elif not comparison:
         table = levers_markdown(report)
     else:
-        ours = report["runs"]["bert_imdb"]
+        ours = report["runs"].get("bert_imdb")
         report["ratios"] = {
             peer: {
                 "speedup": report["runs"][peer]["wall_seconds"] / ours["wall_seconds"],
@@ -91,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                 "accuracy_points": 100 * (ours["test_acc"] - report["runs"][peer]["test_acc"]),
             }
             for peer in ("peer", "tuned_peer")
+            if ours and peer in report["runs"]
         }
         table = markdown(report)
     output = Path(args.output_dir)

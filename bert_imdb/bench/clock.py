@@ -15,6 +15,7 @@ class TrainingClock(L.Callback):
 
     def __init__(self):
         self.seconds = self.eval_seconds = 0.0
+        self.fit_ended: float | None = None  # time.perf_counter() when fit ended (a test may follow)
         self.real_tokens = self.padded_tokens = self.flops = self.eval_reviews = 0
         self._since: float | None = None
         self._eval_since = 0.0
@@ -49,6 +50,9 @@ class TrainingClock(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._stop()
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.fit_ended = time.perf_counter()
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._count = FlopCounter(pl_module.model)

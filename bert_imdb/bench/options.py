@@ -10,7 +10,7 @@ DESCRIPTION = (
 )
 RUNS = ("peer", "tuned_peer", "bert_imdb")
 # Sized for an AVX2 CPU without bf16, 2 cores: 400/200 took 12:45 there, mostly the peer.
-QUICK = {"train_samples": 200, "test_samples": 100, "epochs": 1}
+QUICK = {"train_samples": 200, "test_samples": 100, "epochs": 1, "seeds": [42]}
 # --levers: bert_imdb's defaults, then each lever turned the other way.
 LEVERS = {
     "defaults": [],
@@ -44,15 +44,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="../shared/imdb", help="as data.dataset")
     parser.add_argument("--train-samples", type=int, default=1000, help="training reviews")
     parser.add_argument("--test-samples", type=int, default=500, help="test (and validation) reviews")
-    parser.add_argument("--epochs", type=int, default=3)
+    # One epoch of 1,000 reviews: every system learns (about 0.80), and the seeds say by how much they differ.
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8, help="training reviews per step")
     parser.add_argument("--learning-rate", type=float, default=5e-5, help="Trainer's default")
     parser.add_argument("--max-length", type=int, default=512, help="tokens per review, at most")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        choices=RUNS,
+        default=list(RUNS),
+        help="the comparison's systems (the seed peer, fp32 and padded to --max-length, takes longest on a CPU)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[42, 43, 44],
+        help="the comparison runs each system once per seed (reviews drawn, shuffling, the new head's "
+        "weights) and reports the mean and spread",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="the seed of a single run: the measurements below, and the random weights of --shape bert-base",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"{QUICK['train_samples']} training and {QUICK['test_samples']} test reviews, 1 epoch "
+        help=f"{QUICK['train_samples']} training and {QUICK['test_samples']} test reviews, 1 epoch, one seed "
         "(under 10 minutes on 2 CPU cores)",
     )
     parser.add_argument(

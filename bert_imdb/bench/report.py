@@ -55,7 +55,7 @@ def header(report: dict) -> list[str]:
         f"transformers {m['transformers']}, lightning {m['lightning']}, datasets {m['datasets']}.",
         f"Recipe: {s['model']}, {s['train_samples']} training and {s['test_samples']} test reviews, "
         f"{s['epochs']} epoch(s), batch {s['batch_size']}, learning rate {s['learning_rate']}, "
-        f"max length {s['max_length']}, seed {s['seed']}. Matmul peak"
+        f"max length {s['max_length']}, {_seeds(report.get('seeds', [s['seed']]))}. Matmul peak"
         f"{'' if s.get('matmul_size') is None else ' (one size only: a rehearsal, MFU means nothing)'}: "
         f"{report['matmul_peak_gflops']['fp32']:,.0f} GFLOP/s fp32, {bf16}.",
         *(
@@ -68,6 +68,12 @@ def header(report: dict) -> list[str]:
         ),
         "",
     ]
+
+
+def _seeds(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return f"seeds {', '.join(map(str, seeds))} (each system once per seed; mean ± standard deviation)"
 
 
 def levers_markdown(report: dict) -> str:
@@ -115,11 +121,15 @@ PEERS = {
 
 
 def markdown(report: dict) -> str:
-    runs = [report["runs"][name] for name in (*PEERS, "bert_imdb")]
+    names = {**PEERS, "bert_imdb": "bert_imdb"}
+    names = {run: name for run, name in names.items() if run in report["runs"]}
+    runs = [report["runs"][run] for run in names]
+    compared = [peer for peer in PEERS if peer in report["ratios"]]
+    versus = [f"vs {PEERS[peer].split(' (')[0]}" for peer in compared]
     lines = [
         *header(report),
-        f"| | {' | '.join(PEERS.values())} | bert_imdb | vs seed peer | vs tuned peer |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| | {' | '.join([*names.values(), *versus])} |",
+        "|---|" + "---:|" * (len(names) + len(versus)),
     ]
     for label, key, fmt in ROWS:
         if all(key not in run for run in runs):
@@ -127,17 +137,27 @@ def markdown(report: dict) -> str:
         cells = [_cell(run, key, fmt) for run in runs]
         ratio = {"wall_seconds": "speedup", "real_tokens_per_second": "throughput"}.get(key)
         notes = []
-        for peer in PEERS:
+        for peer in compared:
             ratios = report["ratios"][peer]
             if key == "test_acc":
                 notes.append(f"{ratios['accuracy_points']:+.1f} points")
             else:
                 notes.append(f"{ratios[ratio]:.2f}x" if ratio else "")
-        lines.append(f"| {label} | {' | '.join(cells)} | {' | '.join(notes)} |")
+        lines.append(f"| {label} | {' | '.join([*cells, *notes])} |")
+    seeds = report.get("seeds", [])
+    if len(seeds) > 1:
+        by_seed = "; ".join(
+            name + " " + ", ".join(f"{seed_run['test_acc']:.3f}" for seed_run in run["seeds"])
+            for name, run in zip(names.values(), runs, strict=True)
+        )
+        lines += ["", f"Test accuracy by seed ({', '.join(map(str, seeds))}): {by_seed}."]
     return "\n".join(lines) + "\n"
 
 
 def _cell(run: dict, key: str, fmt: str) -> str:
     if key not in run:
         return "-"
-    return fmt.format(run[key] / 1e9 if key == "model_flops_per_second" else run[key])
+    cell = fmt.format(run[key] / 1e9 if key == "model_flops_per_second" else run[key])
+    if f"{key}_sd" not in run or len(run["seeds"]) == 1:
+        return cell
+    return f"{cell} ± {fmt.format(run[f'{key}_sd'])}"

@@ -66,6 +66,35 @@ def in_process(run: str, argv: list[str], workdir: Path, lever: str | None = Non
     return {"wall_seconds": time.perf_counter() - started, **json.loads(result.read_text())}
 
 
+def test_the_comparison_runs_each_system_once_per_seed_and_reports_mean_and_spread(
+    tiny_model, hub_dataset, workdir, monkeypatch
+):
+    monkeypatch.setattr(bench_cli, "spawn", in_process)  # gpu.sh's part a runs the three in processes
+    results = workdir / "results"
+    args = [*TINY, "--model", tiny_model, "--dataset", hub_dataset, "--output-dir", str(results)]
+    sizes = ["--train-samples", "16", "--test-samples", "8", "--epochs", "1"]
+    main([*args, *sizes, "--seeds", "3", "4", "--systems", "bert_imdb", "tuned_peer"])
+    [report_file] = results.glob("*-full.json")
+    report = json.loads(report_file.read_text())
+    assert report["seeds"] == [3, 4]
+    runs = report["runs"]
+    assert list(runs) == ["tuned_peer", "bert_imdb"] and list(report["ratios"]) == ["tuned_peer"]
+    # Each seed draws its own reviews, the same for both systems.
+    first, second = ({run: runs[run]["seeds"][i]["real_tokens"] for run in runs} for i in (0, 1))
+    assert len(set(first.values())) == len(set(second.values())) == 1 and first != second
+    # bert_imdb tested in the fit's process, after its one validation (of 8 reviews) at the epoch's end.
+    assert all(seed_run["test_seconds"] > 0 for seed_run in runs["bert_imdb"]["seeds"])
+    assert [seed_run["eval_reviews"] for seed_run in runs["bert_imdb"]["seeds"]] == [8, 8]
+    table = report_file.with_suffix(".md").read_text()
+    assert "seeds 3, 4 (each system once per seed" in table
+    assert "seed peer" not in table and "| vs tuned peer |" in table
+    accuracy = next(line for line in table.splitlines() if line.startswith("| test accuracy |"))
+    assert accuracy.count(" ± ") == 2
+    by_seed = next(line for line in table.splitlines() if line.startswith("Test accuracy by seed (3, 4): "))
+    for run in runs.values():
+        assert ", ".join(f"{seed_run['test_acc']:.3f}" for seed_run in run["seeds"]) in by_seed
+
+
 def test_bench_levers_mode_measures_defaults_and_the_levers_named(
     tiny_model, hub_dataset, workdir, monkeypatch
 ):
