@@ -5,10 +5,12 @@ folders.
 """
 
 import contextlib
+import importlib.util
 import os
 import random
 import shutil
 import tempfile
+import types
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -44,6 +46,15 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Sentence ends, for next-sentence pairs, and word pieces: "movies" is "movie" + "##s", "scene" + "##s"...
 PUNCTUATION = [".", "!", "?"]
 PIECES = ["##s", "##ed"]
+
+
+def benchmark_script(name: str) -> types.ModuleType:
+    """benchmarks/<name>.py, a script outside the package, loaded as a module: its functions run in this
+    process, without a process's start-up."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_review(rng: random.Random, label: int) -> str:

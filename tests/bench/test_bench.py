@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 import re
@@ -9,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, benchmark_script
 from transformers import AutoConfig, AutoTokenizer
 
 from bert_imdb.bench import cli as bench_cli
@@ -118,10 +117,7 @@ def test_bench_levers_mode_measures_defaults_and_the_levers_named(
 @pytest.fixture(scope="module")
 def profile_step():
     """benchmarks/profile_step.py, a script, as a module: run in this process."""
-    spec = importlib.util.spec_from_file_location("profile_step", REPO / "benchmarks" / "profile_step.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("profile_step")
 
 
 def test_profile_step_times_each_attention_setting_and_the_optimizer(

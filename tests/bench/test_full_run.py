@@ -1,15 +1,12 @@
-import importlib.util
 import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, tiny_args
+from conftest import REPO, benchmark_script, tiny_args
 
-spec = importlib.util.spec_from_file_location("full_run", REPO / "benchmarks" / "full_run.py")
-full_run = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(full_run)
+full_run = benchmark_script("full_run")
 
 
 @pytest.mark.slow

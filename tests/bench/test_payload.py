@@ -1,20 +1,17 @@
 """benchmarks/payload.py: what travels to a GPU machine without network."""
 
-import importlib.util
 from importlib.metadata import PackageNotFoundError, requires
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, benchmark_script
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from transformers import AutoModel
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the project supports 3.10, where this skips
 
-spec = importlib.util.spec_from_file_location("payload", REPO / "benchmarks" / "payload.py")
-payload = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(payload)
+payload = benchmark_script("payload")
 
 
 def _name(requirement: str) -> str:
