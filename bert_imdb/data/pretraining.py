@@ -4,6 +4,7 @@ into blocks (or one review per example, or next-sentence-prediction pairs), and 
 import random
 import re
 from itertools import chain
+from typing import Literal
 
 import lightning as L
 import torch
@@ -17,6 +18,7 @@ from transformers import (
 )
 
 from bert_imdb.data.collate import LENGTHS, MASKED_INDEX, scored_positions, with_host_counts
+from bert_imdb.data.device_defaults import eval_batch
 from bert_imdb.data.imdb import load_imdb_text
 from bert_imdb.data.samplers import EvaluationSampler, shuffled_sampler
 from bert_imdb.data.workers import worker_start_method
@@ -249,7 +251,7 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
         mlm_probability: float = 0.15,
         whole_word_mask: bool = False,
         batch_size: int = 32,
-        eval_batch_size: int = 64,
+        eval_batch_size: int | Literal["auto"] = "auto",
         val_reviews: int = 1000,
         max_train_reviews: int | None = None,
         num_workers: int = 0,
@@ -266,7 +268,7 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
             mlm_probability: Share of tokens (of words, with whole_word_mask) selected for prediction.
             whole_word_mask: Select whole words: all the word pieces of a word are masked together.
             batch_size: Training examples per batch (per device).
-            eval_batch_size: Validation examples per batch (per device).
+            eval_batch_size: Validation examples per batch (per device); "auto": 8 on CPUs, 64 on accelerators.
             val_reviews: Reviews held out for validation, the first of the seeded shuffle; their masks are
                 drawn once, so validation perplexity compares across epochs and runs.
             max_train_reviews: Pre-train on the next N reviews of that shuffle (all the others when unset).
@@ -278,12 +280,10 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
             raise UserError(f"data.mlm_probability={mlm_probability} must lie between 0 and 1, e.g. 0.15")
         if nsp and line_by_line:
             raise UserError("data.line_by_line does not apply to NSP, which builds sentence pairs: unset one")
-        for name, value in (
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-            ("val_reviews", val_reviews),
-        ):
+        for name, value in (("batch_size", batch_size), ("val_reviews", val_reviews)):
             check_at_least(f"data.{name}", value, 1)
+        if eval_batch_size != "auto":
+            check_at_least("data.eval_batch_size", eval_batch_size, 1)
         check_at_least("data.max_train_reviews", max_train_reviews, 1, unset=True)
         check_at_least("data.num_workers", num_workers, 0)
         check_max_length(tokenizer_name_or_path, max_length)
@@ -393,8 +393,11 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
             )
         self.datasets.update(self._prepared(["train", "val"] if stage == "fit" else ["val"]))
 
+    def _device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
     def _on_gpu(self) -> bool:
-        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return self._device().type == "cuda"
 
     def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         # Training batches come padded, not yet masked (validation batches carry their fixed masks).
@@ -428,7 +431,7 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return StatefulDataLoader(
             self.datasets["val"],
-            batch_size=self.hparams.eval_batch_size,
+            batch_size=eval_batch(self.hparams.eval_batch_size, self._device()),
             # Every block once over all processes: perplexity and accuracy count none twice.
             sampler=EvaluationSampler(
                 len(self.datasets["val"]),

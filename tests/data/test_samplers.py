@@ -6,9 +6,10 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import AutoTokenizer
 
 from bert_imdb.data.collate import CollateWithStrings
+from bert_imdb.data.device_defaults import ACCELERATOR_PAD_MULTIPLE
 from bert_imdb.data.pretraining import IMDbPretrainingDataModule
 from bert_imdb.data.samplers import LengthGroupedSampler, padded_length
-from bert_imdb.data.sentiment import ACCELERATOR_PAD_MULTIPLE, IMDbDataModule
+from bert_imdb.data.sentiment import IMDbDataModule
 from bert_imdb.errors import UserError
 
 # Long-tailed like IMDb: most reviews short, a few very long.

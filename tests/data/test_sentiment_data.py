@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import write_hub_layout
 
 from bert_imdb.data.sentiment import IMDbDataModule
@@ -73,6 +74,17 @@ def test_batches_can_be_padded_to_a_multiple(tiny_model, hub_dataset):
     dm.setup("fit")
     widths = {batch["input_ids"].shape[1] for batch in dm.train_dataloader()}
     assert widths and all(width % 8 == 0 for width in widths)
+
+
+def test_evaluation_batches_are_small_on_a_cpu_and_large_on_an_accelerator(
+    tiny_model, hub_dataset, monkeypatch
+):
+    dm = datamodule(tiny_model, hub_dataset, max_val_samples=20)
+    dm.setup("fit")
+    assert [len(batch["labels"]) for batch in dm.val_dataloader()] == [8, 8, 4]
+    monkeypatch.setattr(dm, "_device", lambda: torch.device("cuda"))
+    assert dm.eval_batch() == 64
+    assert datamodule(tiny_model, hub_dataset, eval_batch_size=5).eval_batch() == 5
 
 
 @pytest.mark.parametrize(
