@@ -225,17 +225,17 @@ class BertImdbCLI(LightningCLI):
                 callback.found_by_lightning = self.config.fit.get("ckpt_path") is None
 
     def after_fit(self) -> None:
-        """`--test_after_fit`: test the best checkpoint (or, with checkpointing off, the weights the fit
-        ended with) in this process, unless a signal stopped the fit."""
+        """`--test_after_fit`: test the best checkpoint (or, with checkpointing or validation off, the
+        weights the fit ended with) in this process, unless a signal stopped the fit."""
         if not self.config.fit.get("test_after_fit"):
             return
         if any(isinstance(c, StopOnSignal) and c.stopped is not None for c in self.trainer.callbacks):
             return
-        best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        checkpoints = self.trainer.checkpoint_callback
+        best = checkpoints.best_model_path if checkpoints else ""
         if not best:
-            rank_zero_warn(
-                "--test_after_fit: no best checkpoint (checkpointing is off): testing the last weights"
-            )
+            why = "checkpointing is off" if checkpoints is None else "no validation ran to pick one"
+            rank_zero_warn(f"--test_after_fit: no best checkpoint ({why}): testing the last weights")
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:

@@ -475,3 +475,15 @@ def test_fit_tests_its_best_checkpoint_in_the_same_process_when_asked(tiny_model
         cli_main(
             ["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={best}", "--test_after_fit=true"]
         )
+
+
+def test_fit_without_validation_tests_its_last_weights_and_says_why(tiny_model, hub_dataset, workdir):
+    # One epoch with nothing to pick between: validation off, the weights the fit ended with are tested.
+    args = tiny_args(tiny_model, hub_dataset, "--trainer.max_epochs=1", "--trainer.limit_val_batches=0")
+    with pytest.warns(UserWarning, match=re.escape("no best checkpoint (no validation ran to pick one)")):
+        fit = cli_main(["fit", *args, "--test_after_fit=true"])
+    assert fit.trainer.ckpt_path is None
+    tested = float(fit.trainer.callback_metrics["test/loss"])
+    last = workdir / "lightning_logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    again = cli_main(["test", *tiny_args(tiny_model, hub_dataset), f"--ckpt_path={last}"])
+    assert float(again.trainer.callback_metrics["test/loss"]) == pytest.approx(tested, rel=1e-6)

@@ -81,9 +81,9 @@ def test_the_comparison_runs_each_system_once_per_seed_and_reports_mean_and_spre
     # Each seed draws its own reviews, the same for both systems.
     first, second = ({run: runs[run]["seeds"][i]["real_tokens"] for run in runs} for i in (0, 1))
     assert len(set(first.values())) == len(set(second.values())) == 1 and first != second
-    # bert_imdb tested in the fit's process, after its one validation (of 8 reviews) at the epoch's end.
+    # bert_imdb tested in the fit's process; no validation in its one epoch, with nothing to pick between.
     assert all(seed_run["test_seconds"] > 0 for seed_run in runs["bert_imdb"]["seeds"])
-    assert [seed_run["eval_reviews"] for seed_run in runs["bert_imdb"]["seeds"]] == [8, 8]
+    assert [seed_run["eval_reviews"] for seed_run in runs["bert_imdb"]["seeds"]] == [0, 0]
     table = report_file.with_suffix(".md").read_text()
     assert "seeds 3, 4 (each system once per seed" in table
     assert "seed peer" not in table and "| vs tuned peer |" in table
