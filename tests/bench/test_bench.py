@@ -413,3 +413,19 @@ def test_a_built_family_gets_token_type_ids_only_where_its_model_takes_them(
 ):
     folder, _ = build_encoder(family, "tiny", tiny_model, tmp_path / family, 0, 64)
     assert ("token_type_ids" in AutoTokenizer.from_pretrained(folder).model_input_names) == types
+
+
+def test_eval_batches_times_every_batch_size_on_the_same_reviews(
+    tiny_model, hub_dataset, workdir, monkeypatch
+):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # it imports onnx_runtimes, beside it
+    script = benchmark_script("eval_batches")
+    argv = ["--model", tiny_model, "--dataset", hub_dataset, "--reviews", "20", "--max-length", "32"]
+    monkeypatch.setattr(
+        "sys.argv", ["eval_batches.py", *argv, "--batch-sizes", "3", "8", "--out", str(workdir)]
+    )
+    script.main()
+    [report] = workdir.glob("*-eval-batches.json")
+    assert list(json.loads(report.read_text())["tokens_per_second"]) == ["3", "8"]
+    table = report.with_suffix(".md")
+    assert "| reviews a batch | 3 | 8 |" in table.read_text()
