@@ -4,12 +4,14 @@ Runtime (fp32, dynamic int8), on the same test reviews: the table of docs/speed.
     python benchmarks/onnx_runtimes.py                          # all-MiniLM-L6-v2, a random head
     python benchmarks/onnx_runtimes.py --model exported         # an export of a fine-tuned classifier
     python benchmarks/onnx_runtimes.py --model exported --agreement 2000   # and accuracy of each runtime
+    python benchmarks/onnx_runtimes.py --model exported --agreement 25000 --agreement-runtimes torch-fp32 ort-int8
 
 Reviews are the first --reviews of a seeded shuffle of IMDb's test split, cut to --max-length tokens,
 sorted by length and batched by --batch-size (as predict batches them). Each runtime runs one batch to warm
 up, then all of them; throughput counts real tokens (padding excluded). Labels and probabilities are
-compared with PyTorch fp32's. With --agreement N, each runtime also labels N test reviews and its accuracy
-is reported. Writes benchmarks/results/<stamp>-onnx.md and .json.
+compared with PyTorch fp32's. With --agreement N, each runtime of --agreement-runtimes (all by default)
+also labels the first N reviews of that shuffle (25000: the whole test split): its accuracy, and its labels
+against PyTorch fp32's there where that runs too. Writes benchmarks/results/<stamp>-onnx.md and .json.
 """
 
 import argparse
@@ -29,6 +31,14 @@ from bert_imdb.deployment.onnx_export import INT8_FILE, ONNX_FILE, graph_inputs,
 from bert_imdb.precision import bf16_supported
 
 REPO = Path(__file__).resolve().parents[1]
+# --agreement-runtimes' names for the runtimes of the table.
+RUNTIME_KEYS = {
+    "torch-fp32": "PyTorch fp32",
+    "torch-bf16": "PyTorch bf16 autocast",
+    "ort-fp32": "ONNX Runtime fp32",
+    "ort-int8": "ONNX Runtime int8 (dynamic, per channel, MatMul)",
+    "ort-int8-defaults": "ONNX Runtime int8 (dynamic, ORT defaults)",
+}
 
 
 def batches(tokenizer, texts: list[str], max_length: int, batch_size: int) -> list[dict]:
@@ -88,6 +98,13 @@ def main() -> None:
     parser.add_argument(
         "--agreement", type=int, default=0, help="test reviews each runtime labels for accuracy"
     )
+    parser.add_argument(
+        "--agreement-runtimes",
+        nargs="+",
+        choices=list(RUNTIME_KEYS),
+        default=list(RUNTIME_KEYS),
+        help="the runtimes that label the --agreement reviews (each takes minutes per thousand on a CPU)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args()
@@ -103,17 +120,17 @@ def main() -> None:
         folder = Path(args.model)
     else:
         write_onnx(model, tokenizer, folder, int8=True)
-    runtimes = {"PyTorch fp32": run_torch(model, inputs, bf16=False)}
+    runtimes = {RUNTIME_KEYS["torch-fp32"]: run_torch(model, inputs, bf16=False)}
     if bf16_supported(torch.device("cpu")):
-        runtimes["PyTorch bf16 autocast"] = run_torch(model, inputs, bf16=True)
-    runtimes["ONNX Runtime fp32"] = run_onnx(folder / ONNX_FILE, threads)
-    runtimes["ONNX Runtime int8 (dynamic, per channel, MatMul)"] = run_onnx(folder / INT8_FILE, threads)
+        runtimes[RUNTIME_KEYS["torch-bf16"]] = run_torch(model, inputs, bf16=True)
+    runtimes[RUNTIME_KEYS["ort-fp32"]] = run_onnx(folder / ONNX_FILE, threads)
+    runtimes[RUNTIME_KEYS["ort-int8"]] = run_onnx(folder / INT8_FILE, threads)
     # What export --quantize int8 chose against: ONNX Runtime's defaults (one scale per tensor, every op).
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     defaults = Path(tempfile.mkdtemp(prefix="onnx-bench-")) / "model.int8-defaults.onnx"
     quantize_dynamic(str(folder / ONNX_FILE), str(defaults), weight_type=QuantType.QInt8)
-    runtimes["ONNX Runtime int8 (dynamic, ORT defaults)"] = run_onnx(defaults, threads)
+    runtimes[RUNTIME_KEYS["ort-int8-defaults"]] = run_onnx(defaults, threads)
 
     data = batches(tokenizer, test.select(range(args.reviews))["text"], args.max_length, args.batch_size)
     results, reference = {}, None
@@ -127,13 +144,18 @@ def main() -> None:
         }
         print(f"{name}: {speed:,.0f} real tokens/s", flush=True)
     if args.agreement:
-        labelled = test.select(range(args.reviews, args.reviews + args.agreement))
+        labelled = test.select(range(min(args.agreement, len(test))))
         data = batches(tokenizer, labelled["text"], args.max_length, args.batch_size)
         labels = torch.tensor(list(labelled["label"]))
-        for name, call in runtimes.items():
-            _, probabilities = measure(call, data)
-            results[name]["accuracy"] = float((probabilities.argmax(-1) == labels).float().mean())
-            print(f"{name}: accuracy {results[name]['accuracy']:.4f} on {args.agreement} reviews", flush=True)
+        chosen = [RUNTIME_KEYS[key] for key in args.agreement_runtimes if RUNTIME_KEYS[key] in runtimes]
+        predicted = {}
+        for name in chosen:
+            predicted[name] = measure(runtimes[name], data)[1].argmax(-1)
+            results[name]["accuracy"] = float((predicted[name] == labels).float().mean())
+            print(f"{name}: accuracy {results[name]['accuracy']:.4f} on {len(labels)} reviews", flush=True)
+        reference = predicted.get(RUNTIME_KEYS["torch-fp32"])
+        for name in chosen if reference is not None else []:
+            results[name]["agreement_labels_as_fp32"] = float((predicted[name] == reference).float().mean())
 
     report = {"machine": machine(), "threads": threads, "args": vars(args), "results": results}
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -144,15 +166,24 @@ def main() -> None:
         f"# Inference runtimes: {Path(args.model).name}, {report['machine']['cpu']}, {threads} threads",
         "",
         f"`python benchmarks/onnx_runtimes.py {' '.join(sys.argv[1:])}`: "
-        f"{args.reviews} IMDb test reviews up to {args.max_length} tokens, batches of {args.batch_size} sorted by length.",
+        f"{args.reviews} IMDb test reviews up to {args.max_length} tokens, batches of {args.batch_size} sorted by length"
+        + (
+            f"; accuracy and labels on the first {len(labels)} of the test split's shuffle."
+            if args.agreement
+            else "."
+        ),
         "",
         "| runtime | real tokens/s | labels as PyTorch fp32 | max probability difference |"
-        + (" accuracy |" if args.agreement else ""),
-        "| --- | ---: | ---: | ---: |" + (" ---: |" if args.agreement else ""),
+        + (f" accuracy ({len(labels)}) | labels as PyTorch fp32 ({len(labels)}) |" if args.agreement else ""),
+        "| --- | ---: | ---: | ---: |" + (" ---: | ---: |" if args.agreement else ""),
     ]
     for name, r in results.items():
         row = f"| {name} | {r['real_tokens_per_second']:,.0f} | {r['labels_as_fp32']:.1%} | {r['max_probability_difference']:.2g} |"
-        lines.append(row + (f" {r['accuracy']:.4f} |" if args.agreement else ""))
+        if args.agreement:
+            agree = r.get("agreement_labels_as_fp32")
+            row += f" {r['accuracy']:.4f} |" if "accuracy" in r else " - |"
+            row += f" {agree:.2%} |" if agree is not None else " - |"
+        lines.append(row)
     (out / f"{stamp}-onnx.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out / f'{stamp}-onnx.md'}")

@@ -17,6 +17,7 @@ from bert_imdb.bench.cli import main
 from bert_imdb.bench.options import LEVERS, MLM_LEVERS, parse_args
 from bert_imdb.bench.runs import bert_imdb_args, build_bert_base, child_arguments, run_child
 from bert_imdb.cli import cli_main
+from bert_imdb.data.imdb import load_imdb
 from bert_imdb.models.masked_lm import MaskedLanguageModel
 
 TINY = [
@@ -429,3 +430,22 @@ def test_eval_batches_times_every_batch_size_on_the_same_reviews(
     assert list(json.loads(report.read_text())["tokens_per_second"]) == ["3", "8"]
     table = report.with_suffix(".md")
     assert "| reviews a batch | 3 | 8 |" in table.read_text()
+
+
+def test_onnx_runtimes_labels_the_whole_test_split_with_the_runtimes_asked(
+    tiny_model, hub_dataset, workdir, monkeypatch
+):
+    script = benchmark_script("onnx_runtimes")
+    argv = ["--model", tiny_model, "--dataset", hub_dataset, "--reviews", "6", "--max-length", "32"]
+    agreement = ["--agreement", "100000", "--agreement-runtimes", "torch-fp32", "ort-int8"]
+    monkeypatch.setattr("sys.argv", ["onnx_runtimes.py", *argv, *agreement, "--out", str(workdir)])
+    script.main()
+    [report] = workdir.glob("*-onnx.json")
+    results = json.loads(report.read_text())["results"]
+    test_reviews = len(load_imdb(hub_dataset)["test"])
+    int8 = results[script.RUNTIME_KEYS["ort-int8"]]
+    assert {"accuracy", "agreement_labels_as_fp32"} <= set(int8)
+    assert "accuracy" not in results[script.RUNTIME_KEYS["ort-fp32"]]  # not asked: minutes per thousand
+    table = report.with_suffix(".md").read_text()
+    assert f"accuracy and labels on the first {test_reviews} of the test split's shuffle" in table
+    assert f"| {script.RUNTIME_KEYS['ort-fp32']} |" in table and table.count(" - | - |") == len(results) - 2
