@@ -9,14 +9,13 @@ Reviews, truncation, warm-up and the token count are onnx_runtimes.py's. Writes
 benchmarks/results/<stamp>-eval-batches.md and .json.
 """
 
-import argparse
 import json
 import sys
 from datetime import datetime
 from pathlib import Path
 
 import torch
-from onnx_runtimes import REPO, batches, measure, run_torch
+from onnx_runtimes import batches, measure, review_parser, run_torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bert_imdb.bench.report import machine
@@ -25,17 +24,9 @@ from bert_imdb.deployment.onnx_export import graph_inputs
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default=str(REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2"))
-    parser.add_argument("--dataset", default=str(REPO.parent / "shared" / "imdb"))
-    parser.add_argument("--reviews", type=int, default=256)
-    parser.add_argument("--max-length", type=int, default=512)
+    parser = review_parser(__doc__)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32, 64])
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast instead of fp32")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)

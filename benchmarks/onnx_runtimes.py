@@ -86,17 +86,29 @@ def measure(call, data) -> tuple[float, torch.Tensor]:
     return tokens / seconds, torch.stack([probabilities[i] for i in range(len(probabilities))])
 
 
-def main() -> None:
+def review_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments of a run over test reviews (this script's and eval_batches.py's): the model, the
+    reviews and their length, the seed of their shuffle, where results go."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default=str(REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2"))
     parser.add_argument("--dataset", default=str(REPO.parent / "shared" / "imdb"))
     parser.add_argument("--reviews", type=int, default=256)
     parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    return parser
+
+
+def main() -> None:
+    parser = review_parser(__doc__)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
-        "--agreement", type=int, default=0, help="test reviews each runtime labels for accuracy"
+        "--agreement",
+        type=int,
+        default=0,
+        help="label the first N reviews of the test shuffle (25000: all) for accuracy and agreement",
     )
     parser.add_argument(
         "--agreement-runtimes",
@@ -105,8 +117,6 @@ def main() -> None:
         default=list(RUNTIME_KEYS),
         help="the runtimes that label the --agreement reviews (each takes minutes per thousand on a CPU)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
