@@ -163,9 +163,12 @@ def main() -> None:
             predicted[name] = measure(runtimes[name], data)[1].argmax(-1)
             results[name]["accuracy"] = float((predicted[name] == labels).float().mean())
             print(f"{name}: accuracy {results[name]['accuracy']:.4f} on {len(labels)} reviews", flush=True)
-        reference = predicted.get(RUNTIME_KEYS["torch-fp32"])
-        for name in chosen if reference is not None else []:
-            results[name]["agreement_labels_as_fp32"] = float((predicted[name] == reference).float().mean())
+        fp32_labels = predicted.get(RUNTIME_KEYS["torch-fp32"])
+        if fp32_labels is not None:
+            for name in chosen:
+                results[name]["agreement_labels_as_fp32"] = float(
+                    (predicted[name] == fp32_labels).float().mean()
+                )
 
     report = {"machine": machine(), "threads": threads, "args": vars(args), "results": results}
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -2,6 +2,7 @@
 
 from typing import Literal
 
+import lightning as L
 import torch
 
 # data.pad_to_multiple_of "auto" on accelerators: few shapes (8 at max_length 512), little padding.
@@ -10,6 +11,11 @@ ACCELERATOR_PAD_MULTIPLE = 64
 # of 8 evaluated 1.31x the tokens/s of batches of 64 on an EPYC in fp32, 1.45x on a Xeon in bf16
 # (docs/speed.md). Accelerators need large ones to fill their cores.
 CPU_EVAL_BATCH, ACCELERATOR_EVAL_BATCH = 8, 64
+
+
+def run_device(trainer: L.Trainer | None) -> torch.device:
+    """The device a datamodule's batches go to: its trainer's, or the CPU outside one."""
+    return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
 
 def eval_batch(size: int | Literal["auto"], device: torch.device) -> int:

@@ -18,7 +18,7 @@ from transformers import (
 )
 
 from bert_imdb.data.collate import LENGTHS, MASKED_INDEX, scored_positions, with_host_counts
-from bert_imdb.data.device_defaults import eval_batch
+from bert_imdb.data.device_defaults import eval_batch, run_device
 from bert_imdb.data.imdb import load_imdb_text
 from bert_imdb.data.samplers import EvaluationSampler, shuffled_sampler
 from bert_imdb.data.workers import worker_start_method
@@ -394,7 +394,7 @@ class IMDbPretrainingDataModule(L.LightningDataModule):
         self.datasets.update(self._prepared(["train", "val"] if stage == "fit" else ["val"]))
 
     def _device(self) -> torch.device:
-        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        return run_device(self.trainer)
 
     def _on_gpu(self) -> bool:
         return self._device().type == "cuda"

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from bert_imdb.data.collate import CollateWithStrings
-from bert_imdb.data.device_defaults import eval_batch, pad_multiple
+from bert_imdb.data.device_defaults import eval_batch, pad_multiple, run_device
 from bert_imdb.data.imdb import imdb_subsets
 from bert_imdb.data.review_files import ReviewStream, scan_reviews
 from bert_imdb.data.samplers import EvaluationSampler, LengthGroupedSampler, shuffled_sampler, token_lengths
@@ -201,7 +201,7 @@ class IMDbDataModule(L.LightningDataModule):
         return data.select(keep)
 
     def _device(self) -> torch.device:
-        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        return run_device(self.trainer)
 
     def pad_multiple(self) -> int | None:
         """data.pad_to_multiple_of, with "auto" resolved for the device the run trains on."""
